@@ -1,0 +1,214 @@
+"""The exceptions cyclicsess raises; catch :class:`CyclicSessError` for all of them.
+
+::
+
+    CyclicSessError
+    ├── ConfigurationError        bad options, no region, no credentials
+    ├── SessionError              about one session
+    │   ├── SessionNotFound       unknown, destroyed or expired: nothing was written
+    │   ├── SessionConflict       another writer saved a newer version first
+    │   └── SessionTooLarge       the item would exceed DynamoDB's 400 KB limit
+    ├── CodecError
+    │   ├── EncodeError           a value the codec cannot store (names key and type)
+    │   └── DecodeError           stored bytes that are not a session
+    ├── StoreUnavailable          DynamoDB could not be reached in the time budget
+    └── DynamoDBError             an error DynamoDB answered (``code``, ``status``)
+        ├── ConditionalCheckFailed
+        ├── ValidationError
+        ├── ResourceNotFound
+        ├── ResourceInUse
+        ├── Throttled
+        ├── AccessDenied
+        └── ServerError
+
+Botocore's and aiohttp's exceptions never reach the caller unwrapped: they are
+the ``__cause__`` of one of these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AccessDenied",
+    "CodecError",
+    "ConditionalCheckFailed",
+    "ConfigurationError",
+    "CyclicSessError",
+    "DecodeError",
+    "DynamoDBError",
+    "EncodeError",
+    "ResourceInUse",
+    "ResourceNotFound",
+    "ServerError",
+    "SessionConflict",
+    "SessionError",
+    "SessionNotFound",
+    "SessionTooLarge",
+    "StoreUnavailable",
+    "Throttled",
+    "ValidationError",
+    "error_for",
+]
+
+
+class CyclicSessError(Exception):
+    """The base of every error this package raises."""
+
+
+class ConfigurationError(CyclicSessError):
+    """The store was set up wrongly: a bad option, no region, no credentials."""
+
+
+class SessionError(CyclicSessError):
+    """An operation on one session could not be done."""
+
+
+class SessionNotFound(SessionError):
+    """The session is unknown, destroyed or expired; nothing was written."""
+
+
+class SessionConflict(SessionError):
+    """Another writer saved the session first; reload it and apply the change again.
+
+    Attributes:
+        expected_version: the version the caller read.
+        current_version: the version now stored.
+    """
+
+    def __init__(self, message: str, *, expected_version: int, current_version: int) -> None:
+        super().__init__(message)
+        self.expected_version = expected_version
+        self.current_version = current_version
+
+
+class SessionTooLarge(SessionError):
+    """The session would make an item larger than DynamoDB allows.
+
+    Attributes:
+        size_bytes: the item's size as DynamoDB counts it.
+        limit_bytes: the limit (409,600 bytes).
+    """
+
+    def __init__(self, message: str, *, size_bytes: int, limit_bytes: int) -> None:
+        super().__init__(message)
+        self.size_bytes = size_bytes
+        self.limit_bytes = limit_bytes
+
+
+class CodecError(CyclicSessError):
+    """Session data could not be encoded or decoded."""
+
+
+class EncodeError(CodecError, TypeError):
+    """A value in the session cannot be stored; the message names its key and type."""
+
+
+class DecodeError(CodecError, ValueError):
+    """Stored bytes do not decode to a session dict."""
+
+
+class StoreUnavailable(CyclicSessError):
+    """DynamoDB did not answer usefully within the retry budget.
+
+    Raised after throttling, 5xx answers, timeouts or connection errors outlast
+    the budget; the last of them is the ``__cause__``.
+
+    Attributes:
+        attempts: how many requests were sent.
+    """
+
+    def __init__(self, message: str, *, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class DynamoDBError(CyclicSessError):
+    """An error answered by DynamoDB.
+
+    Attributes:
+        code: the error's short name, e.g. ``ValidationException``.
+        status: the HTTP status.
+        body: the decoded JSON answer.
+    """
+
+    retryable = False
+
+    def __init__(self, code: str, message: str, *, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.status = status
+        self.body = body
+
+
+class ConditionalCheckFailed(DynamoDBError):
+    """A condition expression was false; ``item`` is the old item when the server sent it."""
+
+    @property
+    def item(self) -> dict[str, Any] | None:
+        """The item that failed the condition (``ALL_OLD``), if the server returned it."""
+        item = self.body.get("Item")
+        return item if isinstance(item, dict) else None
+
+
+class ValidationError(DynamoDBError):
+    """DynamoDB rejected the request as malformed."""
+
+
+class ResourceNotFound(DynamoDBError):
+    """The table does not exist (or is not ACTIVE yet)."""
+
+
+class ResourceInUse(DynamoDBError):
+    """The table is being created, updated or deleted."""
+
+
+class Throttled(DynamoDBError):
+    """DynamoDB asked the client to slow down; retried until the budget runs out."""
+
+    retryable = True
+
+
+class AccessDenied(DynamoDBError):
+    """The credentials are missing, wrong or not allowed to do this."""
+
+
+class ServerError(DynamoDBError):
+    """DynamoDB failed on its side (HTTP 5xx); retried until the budget runs out."""
+
+    retryable = True
+
+
+_ERRORS_BY_CODE: dict[str, type[DynamoDBError]] = {
+    "ConditionalCheckFailedException": ConditionalCheckFailed,
+    "ValidationException": ValidationError,
+    "SerializationException": ValidationError,
+    "ResourceNotFoundException": ResourceNotFound,
+    "ResourceInUseException": ResourceInUse,
+    "ProvisionedThroughputExceededException": Throttled,
+    "ThrottlingException": Throttled,
+    "RequestLimitExceeded": Throttled,
+    "AccessDeniedException": AccessDenied,
+    "UnrecognizedClientException": AccessDenied,
+    "MissingAuthenticationTokenException": AccessDenied,
+    "InvalidSignatureException": AccessDenied,
+    "ExpiredTokenException": AccessDenied,
+    "InternalServerError": ServerError,
+    "InternalFailure": ServerError,
+    "ServiceUnavailable": ServerError,
+}
+
+
+def error_for(status: int, body: dict[str, Any]) -> DynamoDBError:
+    """Build the exception for a DynamoDB error answer.
+
+    Args:
+        status: the HTTP status of the answer.
+        body: its decoded JSON; ``__type`` (``prefix#Code``) picks the class.
+    """
+    code = str(body.get("__type", "")).rpartition("#")[2] or f"HTTP{status}"
+    message = str(body.get("message") or body.get("Message") or "")
+    cls = _ERRORS_BY_CODE.get(code)
+    if cls is None:
+        cls = ServerError if status >= 500 else DynamoDBError
+    return cls(code, message, status=status, body=body)

@@ -1,0 +1,494 @@
+"""SessionStore: the session policy (lifetimes, touch throttle, expiry, versions).
+
+It turns each operation into one or two DynamoDB requests through the
+transport and never builds HTTP itself. Every write is conditional: a touch or
+a save never brings back a session that was destroyed or has expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from . import table as _table
+from ._dynamo import DynamoClient, RetryPolicy, open_client
+from ._item import (
+    CREATED,
+    DATA,
+    EXPIRES,
+    ITEM_SIZE_LIMIT,
+    TOUCHED,
+    VERSION,
+    SessionRecord,
+    StoredItem,
+    TableLayout,
+    number,
+)
+from .codec import Codec, MsgpackCodec
+from .errors import (
+    ConditionalCheckFailed,
+    ConfigurationError,
+    CyclicSessError,
+    DecodeError,
+    SessionConflict,
+    SessionNotFound,
+    SessionTooLarge,
+)
+from .ids import KeyHasher, is_well_formed, new_session_id
+
+__all__ = ["Clock", "SessionStore"]
+
+log = logging.getLogger("cyclicsess")
+
+#: A callable returning the current time in epoch seconds (``time.time``).
+Clock = Callable[[], float]
+
+_ALIVE = "attribute_exists(#k) AND #e > :now"
+
+
+def _seconds(value: timedelta, name: str, *, allow_zero: bool = False) -> float:
+    seconds = value.total_seconds()
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ConfigurationError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {value}")
+    return seconds
+
+
+class SessionStore:
+    """Sessions in one DynamoDB table.
+
+    Use it as ``async with SessionStore("sessions") as store:``; it also opens
+    itself on first use and closes with :meth:`close`.
+
+    Args:
+        table: the table name.
+        region: AWS region; default from the environment or profile.
+        endpoint_url: e.g. ``http://127.0.0.1:8000``; default from botocore
+            (``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_ENDPOINT_URL``, the profile).
+        profile: an AWS config profile name.
+        ttl: idle lifetime: a session ends this long after its last write or touch.
+        touch_interval: a touch within this time of the last write is skipped
+            (no write); ``timedelta(0)`` touches every time. A session may so
+            end up to ``touch_interval`` before ``ttl`` after its last request.
+        absolute_lifetime: if set, a session ends this long after creation,
+            however active it is.
+        keep_expired: leave expired items for DynamoDB's TTL instead of
+            deleting them when read.
+        secret: server secret (>= 16 bytes) keying the hash of stored ids;
+            without one, ids are stored as plain SHA-256.
+        key_prefix: prepended to every storage key (for shared tables).
+        hash_key: the table's partition key attribute.
+        range_key: the sort key attribute of a single-table design, if any.
+        codec: :class:`~cyclicsess.codec.MsgpackCodec` (default) or ``JsonCodec``.
+        consistent_read: strongly consistent reads (default) or eventual ones
+            (half the read cost, may miss a write made a moment ago).
+        retry: time budget and backoff of each DynamoDB call.
+        clock: returns epoch seconds; tests and simulations move it.
+        max_connections: size of the connection pool.
+        client: a ready transport (then region, endpoint, profile, retry and
+            max_connections are ignored).
+    """
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+        ttl: timedelta = timedelta(days=1),
+        touch_interval: timedelta = timedelta(seconds=30),
+        absolute_lifetime: timedelta | None = None,
+        keep_expired: bool = False,
+        secret: str | bytes | None = None,
+        key_prefix: str = "sess:",
+        hash_key: str = "id",
+        range_key: str | None = None,
+        codec: Codec | None = None,
+        consistent_read: bool = True,
+        retry: RetryPolicy | None = None,
+        clock: Clock = time.time,
+        max_connections: int = 64,
+        client: DynamoClient | None = None,
+    ) -> None:
+        if not table:
+            raise ConfigurationError("a table name is required")
+        self.codec: Codec = codec or MsgpackCodec()
+        self.layout = TableLayout(table, hash_key, range_key, self.codec.attribute_type)
+        self.ttl_s = _seconds(ttl, "ttl")
+        self.touch_interval_s = _seconds(touch_interval, "touch_interval", allow_zero=True)
+        self.absolute_lifetime_s = (
+            None if absolute_lifetime is None else _seconds(absolute_lifetime, "absolute_lifetime")
+        )
+        self.keep_expired = keep_expired
+        self.consistent_read = consistent_read
+        self._hasher = KeyHasher(secret, key_prefix)
+        self._clock = clock
+        self._client = client
+        self._client_options: dict[str, Any] = {
+            "region": region,
+            "endpoint_url": endpoint_url,
+            "profile": profile,
+            "retry": retry,
+            "max_connections": max_connections,
+        }
+        self._opening = asyncio.Lock()
+
+    @classmethod
+    def from_env(cls, **options: Any) -> SessionStore:
+        """A store configured like ``@cyclic.sh/session-store`` users already are.
+
+        Reads the table name from ``CYCLIC_DB`` and the secret from
+        ``SESSION_SECRET`` (if set); region, credentials and endpoint come from
+        the usual ``AWS_*`` variables. Keyword options override.
+        """
+        table = options.pop("table", None) or os.environ.get("CYCLIC_DB")
+        if not table:
+            raise ConfigurationError("set CYCLIC_DB to the table name (or pass table=)")
+        options.setdefault("secret", os.environ.get("SESSION_SECRET") or None)
+        return cls(table, **options)
+
+    # -- life cycle ------------------------------------------------------------
+
+    async def open(self) -> SessionStore:
+        """Resolve credentials, region and endpoint and open the connection pool."""
+        await self._open_client()
+        return self
+
+    async def _open_client(self) -> DynamoClient:
+        if self._client is None:
+            async with self._opening:
+                if self._client is None:
+                    self._client = await open_client(**self._client_options)
+        return self._client
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._client is not None:
+            await self._client.close()
+
+    async def __aenter__(self) -> SessionStore:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _log_id(self, storage_key: str) -> str:
+        """A short, non-reversible tag of a session for log lines."""
+        return storage_key[len(self._hasher.prefix) :][:12]
+
+    def _request(self, storage_key: str, **fields: Any) -> dict[str, Any]:
+        return {"TableName": self.layout.table, "Key": self.layout.key(storage_key), **fields}
+
+    def _alive_condition(self, now: float) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """The condition that the item exists and has not expired at ``now``."""
+        names = {"#k": self.layout.hash_key, "#e": EXPIRES}
+        values: dict[str, Any] = {":now": number(int(now))}
+        if self.absolute_lifetime_s is None:
+            return _ALIVE, names, values
+        names["#c"] = CREATED
+        values[":oldest"] = number(int(now - self.absolute_lifetime_s))
+        return _ALIVE + " AND #c > :oldest", names, values
+
+    def _encode(self, data: Mapping[str, Any], storage_key: str) -> bytes:
+        blob = self.codec.encode(data)
+        size = self.layout.item_size(storage_key, blob)
+        if size > ITEM_SIZE_LIMIT:
+            raise SessionTooLarge(
+                f"session item would be {size} bytes; DynamoDB allows {ITEM_SIZE_LIMIT}",
+                size_bytes=size,
+                limit_bytes=ITEM_SIZE_LIMIT,
+            )
+        return blob
+
+    async def _read(self, storage_key: str, *, consistent: bool) -> StoredItem | None:
+        """The item under ``storage_key``, or None if absent or unreadable."""
+        client = await self._open_client()
+        answer = await client.call(
+            "GetItem", self._request(storage_key, ConsistentRead=consistent)
+        )
+        item = answer.get("Item")
+        if not item:
+            return None
+        try:
+            return self.layout.parse(item)
+        except DecodeError as exc:
+            log.warning("session %s: unreadable item ignored: %s", self._log_id(storage_key), exc)
+            return None
+
+    async def _put_new(self, item: dict[str, Any]) -> None:
+        """Write a new item, refusing to overwrite one with the same key."""
+        client = await self._open_client()
+        await client.call(
+            "PutItem",
+            {
+                "TableName": self.layout.table,
+                "Item": item,
+                "ConditionExpression": "attribute_not_exists(#k)",
+                "ExpressionAttributeNames": {"#k": self.layout.hash_key},
+            },
+        )
+
+    # -- the API ---------------------------------------------------------------
+
+    async def create(self, data: Mapping[str, Any]) -> str:
+        """Store a new session and return its id (256 random bits).
+
+        Raises:
+            EncodeError: a value cannot be stored (nothing is written).
+            SessionTooLarge: the item would exceed 400 KB (nothing is written).
+        """
+        sid = new_session_id()
+        storage_key = self._hasher.storage_key(sid)
+        blob = self._encode(data, storage_key)
+        now = self._clock()
+        item = self.layout.new_item(
+            storage_key,
+            blob,
+            expires=int(now + self.ttl_s),
+            touched_ms=int(now * 1000),
+            created=int(now),
+        )
+        await self._put_new(item)
+        return sid
+
+    async def get(self, sid: str) -> SessionRecord | None:
+        """The live session with this id, or None.
+
+        None for an unknown, malformed, expired or unreadable session; an
+        expired item is deleted (conditionally) unless ``keep_expired``.
+        """
+        if not is_well_formed(sid):
+            return None
+        storage_key = self._hasher.storage_key(sid)
+        stored = await self._read(storage_key, consistent=self.consistent_read)
+        if stored is None:
+            return None
+        now = self._clock()
+        if stored.expiry(self.absolute_lifetime_s) <= now:
+            if not self.keep_expired:
+                await self._delete_expired(storage_key, now)
+            return None
+        try:
+            data = self.codec.decode(stored.blob)
+        except DecodeError as exc:
+            log.warning("session %s: undecodable data ignored: %s", self._log_id(storage_key), exc)
+            return None
+        return stored.record(sid, data, self.absolute_lifetime_s)
+
+    async def _delete_expired(self, storage_key: str, now: float) -> None:
+        condition, names, values = self._alive_condition(now)
+        del names["#k"]
+        expired = "#e <= :now" + (" OR #c <= :oldest" if "#c" in names else "")
+        client = await self._open_client()
+        try:
+            await client.call(
+                "DeleteItem",
+                self._request(
+                    storage_key,
+                    ConditionExpression=expired,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                ),
+            )
+        except ConditionalCheckFailed:
+            pass  # renewed or deleted meanwhile
+        except CyclicSessError as exc:  # clean-up only: the read's answer stands
+            log.warning("session %s: expired item not deleted: %s", self._log_id(storage_key), exc)
+
+    async def set(self, sid: str, data: Mapping[str, Any], *, version: int | None = None) -> int:
+        """Replace a live session's data, renew its lifetime, return the new version.
+
+        Args:
+            sid: the session id.
+            data: the new session dict.
+            version: the version the caller read; if given, the write fails
+                when another writer saved first (no lost updates).
+
+        Raises:
+            SessionNotFound: the session is unknown, destroyed or expired
+                (it is not recreated).
+            SessionConflict: ``version`` is no longer the stored version.
+            EncodeError, SessionTooLarge: nothing was written.
+        """
+        if not is_well_formed(sid):
+            raise SessionNotFound("malformed session id")
+        storage_key = self._hasher.storage_key(sid)
+        blob = self._encode(data, storage_key)
+        now = self._clock()
+        condition, names, values = self._alive_condition(now)
+        names.update({"#d": DATA, "#t": TOUCHED, "#v": VERSION})
+        values.update(
+            {
+                ":d": self.layout.data_value(blob),
+                ":e": number(int(now + self.ttl_s)),
+                ":t": number(int(now * 1000)),
+                ":one": number(1),
+            }
+        )
+        if version is not None:
+            condition += " AND #v = :ver"
+            values[":ver"] = number(version)
+        client = await self._open_client()
+        try:
+            answer = await client.call(
+                "UpdateItem",
+                self._request(
+                    storage_key,
+                    UpdateExpression="SET #d = :d, #e = :e, #t = :t, #v = #v + :one",
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValues="UPDATED_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                ),
+            )
+        except ConditionalCheckFailed as failure:
+            return await self._explain_failed_set(storage_key, failure, version, blob, now)
+        return int(answer["Attributes"][VERSION]["N"])
+
+    async def _explain_failed_set(
+        self,
+        storage_key: str,
+        failure: ConditionalCheckFailed,
+        version: int | None,
+        blob: bytes,
+        now: float,
+    ) -> int:
+        """Tell a missing or expired session from a conflict after a failed ``set``."""
+        old = failure.item
+        if old is not None:
+            try:
+                stored: StoredItem | None = self.layout.parse(old)
+            except DecodeError:
+                stored = None
+        else:  # the server ignored ALL_OLD: read what is there now
+            stored = await self._read(storage_key, consistent=True)
+        if stored is None or stored.expiry(self.absolute_lifetime_s) <= now:
+            raise SessionNotFound("the session does not exist or has expired") from failure
+        if version is not None and stored.version == version + 1 and stored.blob == blob:
+            return stored.version  # our own write, whose answer was lost and retried
+        raise SessionConflict(
+            f"session was saved by another writer (read version {version}, "
+            f"stored version {stored.version})",
+            expected_version=version if version is not None else stored.version,
+            current_version=stored.version,
+        ) from failure
+
+    async def touch(self, session: str | SessionRecord) -> bool:
+        """Renew a live session's lifetime without changing its data.
+
+        Skipped (no write) when the last write or touch is younger than
+        ``touch_interval``. Pass the record from :meth:`get` to decide that
+        without a read; with an id, the store reads the item first (unless
+        ``touch_interval`` is 0).
+
+        Returns:
+            Whether a write renewed the session. False when throttled or when
+            the session is unknown, destroyed or expired (never recreated).
+        """
+        sid = session.id if isinstance(session, SessionRecord) else session
+        if not is_well_formed(sid):
+            return False
+        storage_key = self._hasher.storage_key(sid)
+        now = self._clock()
+        if self.touch_interval_s > 0:
+            if isinstance(session, SessionRecord):
+                touched_s = session.touched_at.timestamp()
+            else:
+                stored = await self._read(storage_key, consistent=self.consistent_read)
+                if stored is None:
+                    return False
+                touched_s = stored.touched_ms / 1000
+            if now - touched_s < self.touch_interval_s:
+                return False
+        condition, names, values = self._alive_condition(now)
+        names["#t"] = TOUCHED
+        values.update({":e": number(int(now + self.ttl_s)), ":t": number(int(now * 1000))})
+        client = await self._open_client()
+        try:
+            await client.call(
+                "UpdateItem",
+                self._request(
+                    storage_key,
+                    UpdateExpression="SET #e = :e, #t = :t",
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                ),
+            )
+        except ConditionalCheckFailed:
+            return False
+        return True
+
+    async def destroy(self, sid: str) -> None:
+        """Delete a session; a no-op for unknown or malformed ids."""
+        if not is_well_formed(sid):
+            return
+        client = await self._open_client()
+        await client.call("DeleteItem", self._request(self._hasher.storage_key(sid)))
+
+    async def regenerate(self, sid: str) -> str:
+        """Move a live session to a new id and delete the old one; return the new id.
+
+        Call it when privileges change (at login) so a planted id is worthless.
+        The data, its creation time and so its absolute lifetime carry over.
+
+        Raises:
+            SessionNotFound: the session is unknown, destroyed or expired.
+        """
+        if not is_well_formed(sid):
+            raise SessionNotFound("malformed session id")
+        old_key = self._hasher.storage_key(sid)
+        stored = await self._read(old_key, consistent=True)
+        now = self._clock()
+        if stored is None or stored.expiry(self.absolute_lifetime_s) <= now:
+            raise SessionNotFound("the session does not exist or has expired")
+        new_sid = new_session_id()
+        new_key = self._hasher.storage_key(new_sid)
+        item = self.layout.new_item(
+            new_key,
+            stored.blob,
+            expires=int(now + self.ttl_s),
+            touched_ms=int(now * 1000),
+            created=stored.created,
+        )
+        await self._put_new(item)
+        client = await self._open_client()
+        await client.call("DeleteItem", self._request(old_key))
+        return new_sid
+
+    async def ensure_table(self, *, timeout: timedelta = timedelta(minutes=2)) -> None:
+        """Create the table if it is missing (on-demand billing) and enable TTL.
+
+        Waits until the table is ACTIVE. A server without the TTL API (a local
+        emulator) gets a warning, not an error.
+        """
+        await _table.ensure_table(await self._open_client(), self.layout, timeout=timeout)
+
+    async def purge_expired(self) -> int:
+        """Delete every expired session now; return how many were deleted.
+
+        A maintenance job for tables DynamoDB's TTL sweeps too slowly (or, on a
+        local server, never). An expired session can never become live again,
+        so deleting what a scan found expired is safe.
+        """
+        return await _table.purge_expired(
+            await self._open_client(),
+            self.layout,
+            key_prefix=self._hasher.prefix,
+            now=self._clock(),
+            absolute_lifetime_s=self.absolute_lifetime_s,
+        )

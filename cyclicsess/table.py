@@ -1,0 +1,151 @@
+"""Table management: create on request, wait for ACTIVE, enable TTL, purge expired items.
+
+Nothing here runs unless asked: a store never creates tables by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+from ._dynamo import DynamoClient
+from ._item import CREATED, EXPIRES, TableLayout, number
+from .errors import ConfigurationError, DynamoDBError, ResourceInUse, ResourceNotFound
+
+__all__ = ["ensure_table", "purge_expired"]
+
+log = logging.getLogger("cyclicsess")
+
+
+def _key_schema(layout: TableLayout) -> list[dict[str, str]]:
+    schema = [{"AttributeName": layout.hash_key, "KeyType": "HASH"}]
+    if layout.range_key is not None:
+        schema.append({"AttributeName": layout.range_key, "KeyType": "RANGE"})
+    return schema
+
+
+async def _describe(client: DynamoClient, table: str) -> dict[str, Any] | None:
+    try:
+        answer = await client.call("DescribeTable", {"TableName": table})
+    except ResourceNotFound:
+        return None
+    description: dict[str, Any] = answer["Table"]
+    return description
+
+
+async def ensure_table(
+    client: DynamoClient, layout: TableLayout, *, timeout: timedelta = timedelta(minutes=2)
+) -> None:
+    """Create ``layout.table`` unless it exists, wait until ACTIVE, enable TTL on ``expires``.
+
+    Args:
+        client: the transport.
+        layout: the table name and key attributes.
+        timeout: how long to wait for the table to become ACTIVE.
+
+    Raises:
+        ConfigurationError: the table exists with another key schema, or did
+            not become ACTIVE in time.
+    """
+    table = layout.table
+    description = await _describe(client, table)
+    if description is None:
+        try:
+            await client.call(
+                "CreateTable",
+                {
+                    "TableName": table,
+                    "AttributeDefinitions": [
+                        {"AttributeName": key["AttributeName"], "AttributeType": "S"}
+                        for key in _key_schema(layout)
+                    ],
+                    "KeySchema": _key_schema(layout),
+                    "BillingMode": "PAY_PER_REQUEST",
+                },
+            )
+            log.info("created table %s", table)
+        except ResourceInUse:
+            pass  # somebody else is creating it
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout.total_seconds()
+    delay = 0.05
+    while description is None or description.get("TableStatus") != "ACTIVE":
+        if loop.time() + delay > deadline:
+            raise ConfigurationError(f"table {table} did not become ACTIVE within {timeout}")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+        description = await _describe(client, table)
+    schema = sorted(description.get("KeySchema", []), key=lambda key: key["KeyType"])
+    if schema != sorted(_key_schema(layout), key=lambda key: key["KeyType"]):
+        raise ConfigurationError(f"table {table} has key schema {schema}, not {_key_schema(layout)}")
+    await _enable_ttl(client, table)
+
+
+async def _enable_ttl(client: DynamoClient, table: str) -> None:
+    try:
+        answer = await client.call("DescribeTimeToLive", {"TableName": table})
+        ttl = answer.get("TimeToLiveDescription", {})
+        if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+            if ttl.get("AttributeName") != EXPIRES:
+                log.warning(
+                    "table %s has TTL on %r, not %r: expired sessions are not swept",
+                    table,
+                    ttl.get("AttributeName"),
+                    EXPIRES,
+                )
+            return
+        await client.call(
+            "UpdateTimeToLive",
+            {
+                "TableName": table,
+                "TimeToLiveSpecification": {"Enabled": True, "AttributeName": EXPIRES},
+            },
+        )
+    except DynamoDBError as exc:
+        if exc.code != "UnknownOperationException":
+            raise
+        log.warning(
+            "this DynamoDB server has no TTL API: expired sessions stay in %s until purged "
+            "(reads still ignore them)",
+            table,
+        )
+
+
+async def purge_expired(
+    client: DynamoClient,
+    layout: TableLayout,
+    *,
+    key_prefix: str,
+    now: float,
+    absolute_lifetime_s: float | None,
+) -> int:
+    """Delete every session item expired at ``now``; return how many.
+
+    Scans the table (paginated) for items under ``key_prefix`` whose
+    ``expires`` (or absolute lifetime) has passed and deletes them in batches.
+    """
+    names = {"#k": layout.hash_key, "#e": EXPIRES}
+    values: dict[str, Any] = {":now": number(int(now))}
+    expired = "#e <= :now"
+    if absolute_lifetime_s is not None:
+        names["#c"] = CREATED
+        values[":oldest"] = number(int(now - absolute_lifetime_s))
+        expired = "(#e <= :now OR #c <= :oldest)"
+    if key_prefix:
+        values[":prefix"] = {"S": key_prefix}
+        expired += " AND begins_with(#k, :prefix)"
+    projection = ", ".join(["#k"] + (["#r"] if layout.range_key else []))
+    if layout.range_key:
+        names["#r"] = layout.range_key
+    scan = {
+        "TableName": layout.table,
+        "FilterExpression": expired,
+        "ProjectionExpression": projection,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+    deletes = [{"DeleteRequest": {"Key": key}} async for key in client.scan(scan)]
+    await client.batch_write(layout.table, deletes)
+    return len(deletes)
