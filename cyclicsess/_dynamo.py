@@ -25,7 +25,7 @@ import aiohttp
 from yarl import URL
 
 from ._sigv4 import FrozenCredentials, RequestSigner
-from .errors import ConfigurationError, DynamoDBError, StoreUnavailable, error_for
+from .errors import ConfigurationError, StoreUnavailable, error_for
 
 __all__ = ["CredentialSource", "DynamoClient", "RetryPolicy", "open_client"]
 

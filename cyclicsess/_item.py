@@ -72,7 +72,9 @@ class StoredItem:
             return self.expires
         return min(self.expires, self.created + absolute_lifetime_s)
 
-    def record(self, sid: str, data: dict[str, Any], absolute_lifetime_s: float | None) -> SessionRecord:
+    def record(
+        self, sid: str, data: dict[str, Any], absolute_lifetime_s: float | None
+    ) -> SessionRecord:
         """The public view of this item."""
         return SessionRecord(
             id=sid,
@@ -156,4 +158,3 @@ class TableLayout:
             )
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise DecodeError(f"item is not a session item: {exc!r}") from exc
-

@@ -183,6 +183,17 @@ class SessionStore:
     ) -> None:
         await self.close()
 
+    @property
+    def client(self) -> DynamoClient:
+        """The transport, for maintenance calls; the store must be open."""
+        if self._client is None:
+            raise ConfigurationError("the store is not open: use `async with` or `await open()`")
+        return self._client
+
+    def storage_key(self, sid: str) -> str:
+        """The key the item of a well-formed session id is stored under."""
+        return self._hasher.storage_key(sid)
+
     # -- helpers ---------------------------------------------------------------
 
     def _log_id(self, storage_key: str) -> str:
@@ -216,9 +227,7 @@ class SessionStore:
     async def _read(self, storage_key: str, *, consistent: bool) -> StoredItem | None:
         """The item under ``storage_key``, or None if absent or unreadable."""
         client = await self._open_client()
-        answer = await client.call(
-            "GetItem", self._request(storage_key, ConsistentRead=consistent)
-        )
+        answer = await client.call("GetItem", self._request(storage_key, ConsistentRead=consistent))
         item = answer.get("Item")
         if not item:
             return None
@@ -289,7 +298,7 @@ class SessionStore:
         return stored.record(sid, data, self.absolute_lifetime_s)
 
     async def _delete_expired(self, storage_key: str, now: float) -> None:
-        condition, names, values = self._alive_condition(now)
+        _, names, values = self._alive_condition(now)
         del names["#k"]
         expired = "#e <= :now" + (" OR #c <= :oldest" if "#c" in names else "")
         client = await self._open_client()

@@ -79,7 +79,9 @@ async def ensure_table(
         description = await _describe(client, table)
     schema = sorted(description.get("KeySchema", []), key=lambda key: key["KeyType"])
     if schema != sorted(_key_schema(layout), key=lambda key: key["KeyType"]):
-        raise ConfigurationError(f"table {table} has key schema {schema}, not {_key_schema(layout)}")
+        raise ConfigurationError(
+            f"table {table} has key schema {schema}, not {_key_schema(layout)}"
+        )
     await _enable_ttl(client, table)
 
 

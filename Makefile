@@ -1,0 +1,57 @@
+# The interface for people and CI alike: make demo, make test, make lint, make bench.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DYNALITE_VERSION := 4.0.0
+SERVERS := $(PY) tests/servers.py
+
+# Credentials for the local servers only; they accept any.
+LOCAL_AWS := AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_SESSION_TOKEN= \
+	AWS_DEFAULT_REGION=us-east-1 AWS_PROFILE= AWS_CONFIG_FILE=/dev/null \
+	AWS_SHARED_CREDENTIALS_FILE=/dev/null
+
+.PHONY: install demo test unit integration lint bench servers-up servers-down clean
+
+install: $(VENV)/.installed .tools/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+.tools/.installed:
+	mkdir -p .tools
+	npm install --prefix .tools --no-save --no-package-lock --no-audit --no-fund \
+		--loglevel=error dynalite@$(DYNALITE_VERSION)
+	touch $@
+
+demo: install
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) examples/walkthrough.py
+
+test: install lint unit
+	$(LOCAL_AWS) $(SERVERS) run -- $(PY) -m pytest -q -m integration tests/integration
+
+unit: install
+	$(PY) -m pytest -q tests/unit
+
+integration: install
+	$(LOCAL_AWS) $(SERVERS) run -- $(PY) -m pytest -q -m integration tests/integration
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check cyclicsess tests bench examples
+	$(VENV)/bin/ruff format --check cyclicsess
+	$(VENV)/bin/mypy --strict cyclicsess
+
+bench: install
+	$(LOCAL_AWS) $(PY) bench/client_cpu.py
+
+servers-up: install
+	$(SERVERS) up
+	@cat .run/servers.env
+
+servers-down:
+	$(SERVERS) down
+
+clean: servers-down
+	rm -rf $(VENV) .tools .run .mypy_cache .ruff_cache .pytest_cache

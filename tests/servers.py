@@ -1,0 +1,138 @@
+"""Start and stop the local DynamoDB-compatible servers the tests and the demo use.
+
+    python tests/servers.py up [--only dynalite|moto] [--data-dir DIR]
+    python tests/servers.py down
+    python tests/servers.py run -- COMMAND...   (up, run, always down; exit with COMMAND's code)
+
+Each server binds to 127.0.0.1 on a free port, is waited for until ``GET /``
+answers, and leaves a pid file and a log in ``.run/``. ``up`` writes
+``.run/servers.env`` with ``CYCLICSESS_TEST_SERVERS=name=url,...``; ``run``
+passes the same variable to COMMAND. ``down`` stops what ``up`` started, by pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / ".run"
+DYNALITE = ROOT / ".tools" / "node_modules" / "dynalite" / "cli.js"
+MOTO = Path(sys.executable).parent / "moto_server"
+READY_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def command(name: str, port: int, data_dir: str | None) -> list[str]:
+    if name == "dynalite":
+        cmd = ["node", str(DYNALITE), "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"]
+        if data_dir:
+            cmd += ["--path", data_dir]
+        return cmd
+    if name == "moto":
+        return [str(MOTO), "-H", "127.0.0.1", "-p", str(port)]
+    raise SystemExit(f"unknown server {name!r}")
+
+
+def wait_ready(name: str, url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log = (RUN / f"{name}.log").read_text(errors="replace")[-2000:]
+            raise SystemExit(f"{name} exited with {proc.returncode}:\n{log}")
+        try:
+            with urllib.request.urlopen(url + "/", timeout=1):  # noqa: S310 - loopback URL we built
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{name} did not answer at {url} within {READY_TIMEOUT_S:.0f}s")
+
+
+def up(names: list[str], data_dir: str | None) -> dict[str, str]:
+    RUN.mkdir(exist_ok=True)
+    urls: dict[str, str] = {}
+    try:
+        for name in names:
+            port = free_port()
+            log = open(RUN / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
+            proc = subprocess.Popen(  # noqa: S603 - fixed commands
+                command(name, port, data_dir),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            (RUN / f"{name}.pid").write_text(str(proc.pid))
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(name, url, proc)
+            urls[name] = url
+            print(f"{name} ready at {url} (pid {proc.pid})", file=sys.stderr)
+    except BaseException:
+        down()
+        raise
+    line = ",".join(f"{name}={url}" for name, url in urls.items())
+    (RUN / "servers.env").write_text(f"CYCLICSESS_TEST_SERVERS={line}\n")
+    return urls
+
+
+def reap(pid: int) -> None:
+    """Collect an exited child of this process, so it stops existing as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # started by another invocation: its exit is not ours to collect
+
+
+def down() -> None:
+    for pid_file in sorted(RUN.glob("*.pid")):
+        pid = int(pid_file.read_text())
+        try:
+            os.killpg(pid, signal.SIGTERM)  # the server's own process group, started above
+            for _ in range(50):
+                reap(pid)
+                os.kill(pid, 0)
+                time.sleep(0.1)
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        pid_file.unlink()
+        print(f"stopped {pid_file.stem} (pid {pid})", file=sys.stderr)
+    (RUN / "servers.env").unlink(missing_ok=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["up", "down", "run"])
+    parser.add_argument("--only", choices=["dynalite", "moto"], action="append")
+    parser.add_argument("--data-dir", help="keep dynalite's data on disk here")
+    parser.add_argument("cmd", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    names = args.only or ["dynalite", "moto"]
+    if args.action == "down":
+        down()
+        return 0
+    urls = up(names, args.data_dir)
+    if args.action == "up":
+        return 0
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    env = dict(os.environ, CYCLICSESS_TEST_SERVERS=",".join(f"{n}={u}" for n, u in urls.items()))
+    try:
+        return subprocess.call(cmd, env=env)  # noqa: S603 - the caller's own command
+    finally:
+        down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
