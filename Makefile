@@ -6,9 +6,9 @@ DYNALITE_VERSION := 4.0.0
 SERVERS := $(PY) tests/servers.py
 
 # Credentials for the local servers only; they accept any.
-LOCAL_AWS := AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_SESSION_TOKEN= \
-	AWS_DEFAULT_REGION=us-east-1 AWS_PROFILE= AWS_CONFIG_FILE=/dev/null \
-	AWS_SHARED_CREDENTIALS_FILE=/dev/null
+LOCAL_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL \
+	-u AWS_ENDPOINT_URL_DYNAMODB AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
+	AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
 .PHONY: install demo test unit integration lint bench servers-up servers-down clean
 
