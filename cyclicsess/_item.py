@@ -22,8 +22,14 @@ TOUCHED = "touched"
 CREATED = "created"
 VERSION = "ver"
 
-# The largest numbers a set() may leave behind, for the size estimate before it.
-_WORST_CASE_NUMBERS = {EXPIRES: 10**12, TOUCHED: 10**15, CREATED: 10**12, VERSION: 10**12}
+# Numbers with as many significant digits as a set() may leave behind (seconds and
+# milliseconds until the year 2286, a trillion versions), for the size estimate.
+_WORST_CASE_NUMBERS = {
+    EXPIRES: 9_999_999_999,
+    TOUCHED: 9_999_999_999_999,
+    CREATED: 9_999_999_999,
+    VERSION: 999_999_999_999,
+}
 
 
 def number(value: int) -> dict[str, str]:
@@ -87,8 +93,9 @@ class StoredItem:
 
 
 def _number_size(text: str) -> int:
+    """Bytes of a number: one per two significant digits, plus up to two (rounded up)."""
     digits = text.lstrip("-").replace(".", "").strip("0") or "0"
-    return (len(digits) + 1) // 2 + 1
+    return (len(digits) + 1) // 2 + 2
 
 
 @dataclass(frozen=True)
