@@ -117,8 +117,9 @@ def main() -> int:
     parser.add_argument("action", choices=["up", "down", "run"])
     parser.add_argument("--only", choices=["dynalite", "moto"], action="append")
     parser.add_argument("--data-dir", help="keep dynalite's data on disk here")
-    parser.add_argument("cmd", nargs=argparse.REMAINDER)
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    cmd = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: len(argv) - len(cmd) - (1 if cmd else 0)])
     names = args.only or ["dynalite", "moto"]
     if args.action == "down":
         down()
@@ -126,7 +127,8 @@ def main() -> int:
     urls = up(names, args.data_dir)
     if args.action == "up":
         return 0
-    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        parser.error("run needs a command after --")
     env = dict(os.environ, CYCLICSESS_TEST_SERVERS=",".join(f"{n}={u}" for n, u in urls.items()))
     try:
         return subprocess.call(cmd, env=env)
