@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 import pytest
 
 from cyclicsess import (
+    ConfigurationError,
     DynamoClient,
     EncodeError,
     JsonCodec,
@@ -284,3 +286,30 @@ async def test_from_env_reads_the_cyclic_table_variable(
         assert from_env.client.endpoint_url.rstrip("/") == server.url
         record = await from_env.get(sid)
     assert record is not None and record.data == {"via": "env"}
+
+
+async def test_ensure_table_enables_ttl_where_the_server_can(
+    store: SessionStore, raw: DynamoClient, server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="cyclicsess"):
+        await store.ensure_table()
+    table = store.layout.table
+    if server.name == "moto":
+        answer = await raw.call("DescribeTimeToLive", {"TableName": table})
+        assert answer["TimeToLiveDescription"] == {
+            "TimeToLiveStatus": "ENABLED",
+            "AttributeName": "expires",
+        }
+        assert not caplog.records
+    else:  # dynalite has no TTL API: a warning, not an error
+        assert "no TTL API" in caplog.text
+    described = await raw.call("DescribeTable", {"TableName": table})
+    assert described["Table"]["TableStatus"] == "ACTIVE"
+    assert described["Table"]["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+async def test_ensure_table_refuses_a_table_with_other_keys(
+    store: SessionStore, make_store: StoreFactory
+) -> None:
+    with pytest.raises(ConfigurationError, match="key schema"):
+        await make_store(store.layout.table, hash_key="pk", range_key="sk")
