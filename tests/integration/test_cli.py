@@ -1,0 +1,42 @@
+"""The command line against a real server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+from cyclicsess import SessionStore
+from tests.helpers import FakeClock
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cyclicsess", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_ensure_table_then_purge_expired(server: Any) -> None:
+    table = f"cli-{uuid.uuid4().hex[:8]}"
+    done = cli("ensure-table", table, "--endpoint-url", server.url)
+    assert done.returncode == 0, done.stderr
+    assert f"table {table} is ACTIVE" in done.stdout
+    clock = FakeClock(start=1_000_000_000)  # long ago: its sessions are expired now
+    async with SessionStore(table, endpoint_url=server.url, clock=clock) as store:
+        for _ in range(3):
+            await store.create({})
+    done = cli("purge-expired", table, "--endpoint-url", server.url)
+    assert done.returncode == 0, done.stderr
+    assert "deleted 3 expired sessions" in done.stdout
+
+
+def test_errors_are_one_clear_line(server: Any) -> None:
+    done = cli("purge-expired", "no-such-table", "--endpoint-url", server.url)
+    assert done.returncode == 1
+    assert "error: ResourceNotFoundException" in done.stderr
+    assert "Traceback" not in done.stderr
