@@ -7,7 +7,8 @@
 Each server binds to 127.0.0.1 on a free port, is waited for until ``GET /``
 answers, and leaves a pid file and a log in ``.run/``. ``up`` writes
 ``.run/servers.env`` with ``CYCLICSESS_TEST_SERVERS=name=url,...``; ``run``
-passes the same variable to COMMAND. ``down`` stops what ``up`` started, by pid.
+passes the same variable to COMMAND and stops only the servers it started.
+``down`` stops every server ``up`` left running, by pid.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN = ROOT / ".run"
+RUN = Path(os.environ.get("CYCLICSESS_RUN_DIR", ROOT / ".run"))
 DYNALITE = ROOT / ".tools" / "node_modules" / "dynalite" / "cli.js"
 MOTO = Path(sys.executable).parent / "moto_server"
 READY_TIMEOUT_S = 60.0
@@ -48,11 +49,11 @@ def command(name: str, port: int, data_dir: str | None) -> list[str]:
     raise SystemExit(f"unknown server {name!r}")
 
 
-def wait_ready(name: str, url: str, proc: subprocess.Popen[bytes]) -> None:
+def wait_ready(name: str, url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            log = (RUN / f"{name}.log").read_text(errors="replace")[-2000:]
+            log = log_path.read_text(errors="replace")[-2000:]
             raise SystemExit(f"{name} exited with {proc.returncode}:\n{log}")
         try:
             with urllib.request.urlopen(url + "/", timeout=1):
@@ -62,30 +63,33 @@ def wait_ready(name: str, url: str, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"{name} did not answer at {url} within {READY_TIMEOUT_S:.0f}s")
 
 
-def up(names: list[str], data_dir: str | None) -> dict[str, str]:
+def up(names: list[str], data_dir: str | None) -> tuple[dict[str, str], list[Path]]:
+    """Start the servers; return their URLs and pid files."""
     RUN.mkdir(exist_ok=True)
     urls: dict[str, str] = {}
+    pid_files: list[Path] = []
     try:
         for name in names:
             port = free_port()
-            log = open(RUN / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
-            proc = subprocess.Popen(
-                command(name, port, data_dir),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            (RUN / f"{name}.pid").write_text(str(proc.pid))
+            log_path = RUN / f"{name}-{port}.log"
+            with open(log_path, "wb") as log:
+                proc = subprocess.Popen(
+                    command(name, port, data_dir),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            pid_file = RUN / f"{name}-{port}.pid"
+            pid_file.write_text(str(proc.pid))
+            pid_files.append(pid_file)
             url = f"http://127.0.0.1:{port}"
-            wait_ready(name, url, proc)
+            wait_ready(name, url, proc, log_path)
             urls[name] = url
-            print(f"{name} ready at {url} (pid {proc.pid})", file=sys.stderr)
+            print(f"{name} ready at {url} (pid {proc.pid}, log {log_path})", file=sys.stderr)
     except BaseException:
-        down()
+        stop(pid_files)
         raise
-    line = ",".join(f"{name}={url}" for name, url in urls.items())
-    (RUN / "servers.env").write_text(f"CYCLICSESS_TEST_SERVERS={line}\n")
-    return urls
+    return urls, pid_files
 
 
 def reap(pid: int) -> None:
@@ -95,9 +99,13 @@ def reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def down() -> None:
-    for pid_file in sorted(RUN.glob("*.pid")):
-        pid = int(pid_file.read_text())
+def stop(pid_files: list[Path]) -> None:
+    """Stop the servers behind these pid files, by pid (TERM, then KILL after 5 s)."""
+    for pid_file in pid_files:
+        try:
+            pid = int(pid_file.read_text())
+        except FileNotFoundError:
+            continue  # already stopped by `down`
         try:
             os.killpg(pid, signal.SIGTERM)  # the server's own process group, started above
             for _ in range(50):
@@ -109,7 +117,6 @@ def down() -> None:
             pass
         pid_file.unlink()
         print(f"stopped {pid_file.stem} (pid {pid})", file=sys.stderr)
-    (RUN / "servers.env").unlink(missing_ok=True)
 
 
 def main() -> int:
@@ -120,20 +127,21 @@ def main() -> int:
     argv = sys.argv[1:]
     cmd = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser.parse_args(argv[: len(argv) - len(cmd) - (1 if cmd else 0)])
-    names = args.only or ["dynalite", "moto"]
     if args.action == "down":
-        down()
+        stop(sorted(RUN.glob("*.pid")))
+        (RUN / "servers.env").unlink(missing_ok=True)
         return 0
-    urls = up(names, args.data_dir)
-    if args.action == "up":
-        return 0
-    if not cmd:
+    if args.action == "run" and not cmd:
         parser.error("run needs a command after --")
-    env = dict(os.environ, CYCLICSESS_TEST_SERVERS=",".join(f"{n}={u}" for n, u in urls.items()))
+    urls, pid_files = up(args.only or ["dynalite", "moto"], args.data_dir)
+    servers = ",".join(f"{name}={url}" for name, url in urls.items())
+    if args.action == "up":
+        (RUN / "servers.env").write_text(f"CYCLICSESS_TEST_SERVERS={servers}\n")
+        return 0
     try:
-        return subprocess.call(cmd, env=env)
+        return subprocess.call(cmd, env=dict(os.environ, CYCLICSESS_TEST_SERVERS=servers))
     finally:
-        down()
+        stop(pid_files)
 
 
 if __name__ == "__main__":
