@@ -25,7 +25,7 @@ import aiohttp
 from yarl import URL
 
 from ._sigv4 import FrozenCredentials, RequestSigner
-from .errors import ConfigurationError, StoreUnavailable, error_for
+from .errors import ConfigurationError, DynamoDBError, StoreUnavailable, error_for
 
 __all__ = ["CredentialSource", "DynamoClient", "RetryPolicy", "open_client"]
 
@@ -162,6 +162,9 @@ class DynamoClient:
                 return await self._send(target, body, timeout)
             except _RetryableFailure as failure:
                 cause = failure.__cause__
+            except DynamoDBError as error:
+                error.attempts = attempts
+                raise
             ceiling = min(policy.max_delay, policy.base_delay * 2 ** (attempts - 1))
             delay = random.uniform(0, ceiling.total_seconds())  # noqa: S311 - jitter, not crypto
             if loop.time() + delay >= deadline:

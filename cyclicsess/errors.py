@@ -130,6 +130,7 @@ class DynamoDBError(CyclicSessError):
         code: the error's short name, e.g. ``ValidationException``.
         status: the HTTP status.
         body: the decoded JSON answer.
+        attempts: how many requests the call sent (more than 1 after retries).
     """
 
     retryable = False
@@ -139,6 +140,7 @@ class DynamoDBError(CyclicSessError):
         self.code = code
         self.status = status
         self.body = body
+        self.attempts = 1
 
 
 class ConditionalCheckFailed(DynamoDBError):

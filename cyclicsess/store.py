@@ -387,8 +387,13 @@ class SessionStore:
             stored = await self._read(storage_key, consistent=True)
         if stored is None or stored.expiry(self.absolute_lifetime_s) <= now:
             raise SessionNotFound("the session does not exist or has expired") from failure
-        if version is not None and stored.version == version + 1 and stored.blob == blob:
-            return stored.version  # our own write, whose answer was lost and retried
+        if (
+            version is not None
+            and failure.attempts > 1
+            and stored.version == version + 1
+            and stored.blob == blob
+        ):
+            return stored.version  # our own first attempt: its answer was lost, then retried
         raise SessionConflict(
             f"session was saved by another writer (read version {version}, "
             f"stored version {stored.version})",
