@@ -37,6 +37,7 @@ CredentialSource = Callable[[], Awaitable[FrozenCredentials]]
 _TARGET = "DynamoDB_20120810."
 _CONTENT_TYPE = "application/x-amz-json-1.0"
 _BATCH_WRITE_LIMIT = 25
+_SHORTEST_ATTEMPT_S = 0.05
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -167,7 +168,8 @@ class DynamoClient:
                 raise
             ceiling = min(policy.max_delay, policy.base_delay * 2 ** (attempts - 1))
             delay = random.uniform(0, ceiling.total_seconds())  # noqa: S311 - jitter, not crypto
-            if loop.time() + delay >= deadline:
+            # Give up rather than start an attempt with no time left to answer.
+            if deadline - (loop.time() + delay) < min(attempt_timeout, _SHORTEST_ATTEMPT_S):
                 raise StoreUnavailable(
                     f"{operation} failed after {attempts} attempts in "
                     f"{policy.budget.total_seconds():g}s: {cause!r}",

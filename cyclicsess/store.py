@@ -237,18 +237,35 @@ class SessionStore:
             log.warning("session %s: unreadable item ignored: %s", self._log_id(storage_key), exc)
             return None
 
-    async def _put_new(self, item: dict[str, Any]) -> None:
-        """Write a new item, refusing to overwrite one with the same key."""
+    async def _put_new(self, storage_key: str, item: dict[str, Any]) -> None:
+        """Write a new item, refusing to overwrite one with the same key.
+
+        A PutItem retried after its answer was lost fails its condition on its
+        own first write: when the stored item is exactly ours, that is success.
+        """
         client = await self._open_client()
-        await client.call(
-            "PutItem",
-            {
-                "TableName": self.layout.table,
-                "Item": item,
-                "ConditionExpression": "attribute_not_exists(#k)",
-                "ExpressionAttributeNames": {"#k": self.layout.hash_key},
-            },
-        )
+        try:
+            await client.call(
+                "PutItem",
+                {
+                    "TableName": self.layout.table,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(#k)",
+                    "ExpressionAttributeNames": {"#k": self.layout.hash_key},
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                },
+            )
+        except ConditionalCheckFailed as failure:
+            if failure.attempts < 2:
+                raise  # a real clash of 256-bit ids: never expected
+            old = failure.item
+            if old is None:  # the server ignored ALL_OLD
+                answer = await client.call(
+                    "GetItem", self._request(storage_key, ConsistentRead=True)
+                )
+                old = answer.get("Item")
+            if old != item:
+                raise
 
     # -- the API ---------------------------------------------------------------
 
@@ -270,7 +287,7 @@ class SessionStore:
             touched_ms=int(now * 1000),
             created=int(now),
         )
-        await self._put_new(item)
+        await self._put_new(storage_key, item)
         return sid
 
     async def get(self, sid: str) -> SessionRecord | None:
@@ -479,7 +496,7 @@ class SessionStore:
             touched_ms=int(now * 1000),
             created=stored.created,
         )
-        await self._put_new(item)
+        await self._put_new(new_key, item)
         client = await self._open_client()
         await client.call("DeleteItem", self._request(old_key))
         return new_sid
