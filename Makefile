@@ -10,7 +10,7 @@ LOCAL_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL \
 	-u AWS_ENDPOINT_URL_DYNAMODB AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
 	AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
-.PHONY: install demo test unit integration lint bench servers-up servers-down clean
+.PHONY: install demo walkthrough test unit integration lint bench servers-up servers-down clean
 
 install: $(VENV)/.installed .tools/.installed
 
@@ -26,7 +26,17 @@ $(VENV)/.installed: pyproject.toml
 		--loglevel=error dynalite@$(DYNALITE_VERSION)
 	touch $@
 
+# The demo app on 127.0.0.1:8080: on dynalite with its data on disk (sessions survive
+# restarts of both), or on real DynamoDB when CYCLIC_DB and AWS credentials are set.
 demo: install
+ifdef CYCLIC_DB
+	$(PY) examples/app.py
+else
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite --data-dir .run/demo-data -- $(PY) examples/app.py
+endif
+
+# One session's life, step by step, printed.
+walkthrough: install
 	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) examples/walkthrough.py
 
 test: install lint unit

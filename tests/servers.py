@@ -138,9 +138,26 @@ def main() -> int:
     if args.action == "up":
         (RUN / "servers.env").write_text(f"CYCLICSESS_TEST_SERVERS={servers}\n")
         return 0
+
+    # SIGTERM (from `timeout`, say) unwinds like Ctrl-C: the command and servers stop
+    # too; a second one (make passes them on) must not cut the clean-up short.
+    def terminate(*_: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        sys.exit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)
+    child = subprocess.Popen(cmd, env=dict(os.environ, CYCLICSESS_TEST_SERVERS=servers))
     try:
-        return subprocess.call(cmd, env=dict(os.environ, CYCLICSESS_TEST_SERVERS=servers))
+        return child.wait()
     finally:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
         stop(pid_files)
 
 
