@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http.cookies import SimpleCookie
@@ -347,3 +348,37 @@ async def test_store_failure_is_a_clear_503_or_a_logged_warning(
     response = await lenient.get("/visit")
     assert response.status == 200 and set_cookie(response) is None  # nothing saved over it
     assert "session load failed" in caplog.text
+
+
+async def test_a_planted_id_never_becomes_a_session(
+    make_store: StoreFactory, make_client: ClientFactory
+) -> None:
+    store = await make_store()
+    client = await make_client(store)
+    planted = "P" * 43  # well formed, never issued
+    client.session.cookie_jar.update_cookies({"session": planted})
+    response = await client.get("/visit")
+    cookie = set_cookie(response)
+    assert cookie is not None and cookie.value != planted
+    assert await store.get(planted) is None
+    record = await store.get(cookie.value)
+    assert record is not None and record.data == {"visits": 1}
+
+
+async def test_no_log_line_carries_a_session_id(
+    make_store: StoreFactory, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await make_store()
+    client = await make_client(store)
+    with caplog.at_level(logging.DEBUG):
+        await client.get("/visit")
+        await client.get("/login")
+        sids = {c.value for c in client.session.cookie_jar}
+        await client.get("/visit")
+        await client.get("/logout")
+        for sid in sids:
+            await store.get(sid)
+            await store.touch(sid)
+    assert len(caplog.records) > 3
+    for sid in sids:
+        assert sid not in caplog.text
