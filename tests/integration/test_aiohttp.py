@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from http.cookies import SimpleCookie
 from typing import Any
 
 import pytest
@@ -16,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from cyclicsess import RetryPolicy, SessionStore
 from cyclicsess.aiohttp import CookieSettings, get_session, new_session, setup
+from tests.helpers import closed_port, response_cookie
 from tests.integration.conftest import StoreFactory
 
 SECRET = "cookie-signing-secret-0123456789"
@@ -133,10 +132,7 @@ async def make_client(make_store: StoreFactory) -> AsyncIterator[ClientFactory]:
 
 
 def set_cookie(response: Any, name: str = "session") -> Any:
-    cookies = SimpleCookie()
-    for header in response.headers.getall("Set-Cookie", []):
-        cookies.load(header)
-    return cookies.get(name)
+    return response_cookie(response, name)
 
 
 async def test_a_visitor_who_stores_nothing_gets_no_cookie_and_no_write(
@@ -322,12 +318,6 @@ async def test_streamed_response_and_websocket_handshake_still_save(
     async with client.ws_connect("/ws") as ws:
         assert await ws.receive_str() == "hello"
     assert (await (await client.get("/peek")).json())["data"] == {"ws": "connected"}
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_store_failure_is_a_clear_503_or_a_logged_warning(
