@@ -10,7 +10,7 @@ LOCAL_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL \
 	-u AWS_ENDPOINT_URL_DYNAMODB AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
 	AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
-.PHONY: install demo walkthrough test unit integration lint bench servers-up servers-down clean
+.PHONY: install demo walkthrough test unit integration browser lint bench servers-up servers-down clean
 
 install: $(VENV)/.installed .tools/.installed
 
@@ -28,6 +28,14 @@ $(VENV)/.installed: pyproject.toml
 
 # The demo app on 127.0.0.1:8080: on dynalite with its data on disk (sessions survive
 # restarts of both), or on real DynamoDB when CYCLIC_DB and AWS credentials are set.
+# Debian's Chromium for the browser test (as root, as CI runs; skipped when present).
+CHROMIUM := /usr/bin/chromium
+.tools/chromium:
+	mkdir -p .tools
+	test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }
+	touch $@
+
 demo: install
 ifdef CYCLIC_DB
 	$(PY) examples/app.py
@@ -39,14 +47,17 @@ endif
 walkthrough: install
 	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) examples/walkthrough.py
 
-test: install lint unit
-	$(LOCAL_AWS) $(SERVERS) run -- $(PY) -m pytest -q -m integration tests/integration
+test: install .tools/chromium lint unit
+	$(LOCAL_AWS) $(SERVERS) run -- $(PY) -m pytest -q -m integration tests/integration tests/browser
 
 unit: install
 	$(PY) -m pytest -q tests/unit
 
 integration: install
 	$(LOCAL_AWS) $(SERVERS) run -- $(PY) -m pytest -q -m integration tests/integration
+
+browser: install .tools/chromium
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) -m pytest -q -m integration tests/browser
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check cyclicsess tests bench examples
