@@ -137,8 +137,9 @@ async def test_expired_items_are_deleted_on_read_unless_kept(
 
 
 async def test_touch_is_throttled_and_never_changes_data(
-    store: SessionStore, raw: DynamoClient, clock: FakeClock
+    make_store: StoreFactory, raw: DynamoClient, clock: FakeClock
 ) -> None:
+    store = await make_store(touch_interval=dt.timedelta(seconds=30))
     sid = await store.create({"cart": ["book"]})
     record = await store.get(sid)
     assert record is not None
@@ -158,6 +159,19 @@ async def test_touch_is_throttled_and_never_changes_data(
     assert await store.touch(touched) is False
     item = await raw_item(raw, store, sid)
     assert item is not None and item["ver"]["N"] == "1"
+
+
+async def test_default_touch_interval_is_a_twentieth_of_the_ttl(
+    make_store: StoreFactory, clock: FakeClock
+) -> None:
+    store = await make_store(ttl=dt.timedelta(minutes=10))
+    assert store.touch_interval_s == 30
+    sid = await store.create({})
+    clock.advance(29)
+    assert await store.touch(sid) is False
+    clock.advance(1)
+    assert await store.touch(sid) is True
+    assert (await make_store(store.layout.table)).touch_interval_s == 72 * 60  # ttl: 1 day
 
 
 async def test_touch_interval_zero_writes_every_time_without_a_read(
