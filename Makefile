@@ -10,7 +10,7 @@ LOCAL_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL \
 	-u AWS_ENDPOINT_URL_DYNAMODB AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
 	AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
-.PHONY: install demo walkthrough test unit integration browser lint bench servers-up servers-down clean
+.PHONY: install demo walkthrough test unit integration browser lint bench bench-cost servers-up servers-down clean
 
 install: $(VENV)/.installed .tools/.installed
 
@@ -66,6 +66,9 @@ lint: $(VENV)/.installed
 
 bench: install
 	$(LOCAL_AWS) $(PY) bench/client_cpu.py
+
+bench-cost: install
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) bench/cost.py
 
 servers-up: install
 	$(SERVERS) up
