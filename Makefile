@@ -10,7 +10,7 @@ LOCAL_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL \
 	-u AWS_ENDPOINT_URL_DYNAMODB AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
 	AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
-.PHONY: install demo walkthrough test unit integration browser lint bench bench-cost servers-up servers-down clean
+.PHONY: install demo walkthrough test unit integration browser lint bench bench-quick bench-cost servers-up servers-down clean
 
 install: $(VENV)/.installed .tools/.installed
 
@@ -64,8 +64,36 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check cyclicsess
 	$(VENV)/bin/mypy --strict cyclicsess
 
-bench: install
-	$(LOCAL_AWS) $(PY) bench/client_cpu.py
+# Benchmarks: the peers (aioboto3 pins an older aiobotocore) live in their own venv.
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_OUT := .run/bench
+
+$(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	$(BENCH_PY) -m pip install --quiet -e . -r bench/requirements.txt
+	touch $@
+
+# All four tables, written to bench/RESULTS.md (about 10 minutes).
+bench: install $(BENCH_VENV)/.installed
+	mkdir -p $(BENCH_OUT)
+	$(LOCAL_AWS) $(BENCH_PY) bench/client_cpu.py --out $(BENCH_OUT)/1-client-cpu.md
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- \
+		$(BENCH_PY) bench/throughput.py --out $(BENCH_OUT)/2-throughput.md
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) bench/cost.py --out $(BENCH_OUT)/3-cost.md
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- \
+		$(PY) bench/http_load.py --out $(BENCH_OUT)/4-http.md
+	cat $(BENCH_OUT)/1-client-cpu.md $(BENCH_OUT)/2-throughput.md $(BENCH_OUT)/3-cost.md \
+		$(BENCH_OUT)/4-http.md > bench/RESULTS.md
+	@echo "wrote bench/RESULTS.md"
+
+# A smoke run of every benchmark (about a minute).
+bench-quick: install $(BENCH_VENV)/.installed
+	$(LOCAL_AWS) $(BENCH_PY) bench/client_cpu.py --quick
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(BENCH_PY) bench/throughput.py --quick
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) bench/cost.py --quick
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) bench/http_load.py --quick
 
 bench-cost: install
 	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) bench/cost.py
@@ -78,4 +106,4 @@ servers-down:
 	$(SERVERS) down
 
 clean: servers-down
-	rm -rf $(VENV) .tools .run .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) .tools .run .mypy_cache .ruff_cache .pytest_cache
