@@ -181,8 +181,8 @@ class DynamoClient:
     async def _send(self, target: str, body: bytes, timeout: float) -> dict[str, Any]:
         try:
             credentials = await self._credentials()
-        except Exception as exc:
-            raise ConfigurationError(f"could not load AWS credentials: {exc}") from exc
+        except Exception as exc:  # a failed refresh (IMDS, STS, SSO) may pass: retry it
+            raise _RetryableFailure from exc
         headers = {"content-type": _CONTENT_TYPE, "x-amz-target": target}
         self._signer.sign(credentials, self._amz_date(), headers, body)
         self.requests_sent += 1

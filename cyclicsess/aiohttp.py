@@ -26,6 +26,7 @@ response is replaced by ``409 Conflict`` and nothing of this request is saved.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from aiohttp import web
 from ._item import SessionRecord
 from .errors import (
     ConfigurationError,
+    CyclicSessError,
     DynamoDBError,
     SessionConflict,
     SessionNotFound,
@@ -82,10 +84,11 @@ class CookieSettings:
             self.secure is False or self.path != "/" or self.domain is not None
         ):
             raise ConfigurationError("a __Host- cookie needs secure, path='/' and no domain")
-        if self.name.startswith(("__Host-", "__Secure-")) and self.secure is None:
+        needs_secure = self.name.startswith(("__Host-", "__Secure-")) or self.samesite == "None"
+        if needs_secure and self.secure is False:
+            raise ConfigurationError("__Host-, __Secure- and SameSite=None cookies must be Secure")
+        if needs_secure:
             object.__setattr__(self, "secure", True)
-        if self.samesite == "None" and self.secure is False:
-            raise ConfigurationError("SameSite=None cookies must be Secure")
 
 
 class Session(MutableMapping[str, Any]):
@@ -159,6 +162,8 @@ def _merge(
         before, after = base.get(key, missing), mine.get(key, missing)
         if before == after:
             continue
+        # Equal values written by two requests are still two changes (two counter
+        # increments from 1 both write 2): only an untouched key can be merged.
         if theirs.get(key, missing) != before:
             return None
         if after is missing:
@@ -201,6 +206,7 @@ class _RequestSession:
         self.had_cookie = False
         self.degraded = False
         self.committed = False
+        self._loading = asyncio.Lock()
 
     def _cookie_sid(self) -> str | None:
         value = self.request.cookies.get(self.config.cookie.name)
@@ -217,8 +223,12 @@ class _RequestSession:
             raise web.HTTPServiceUnavailable(text="session store unavailable, try again") from exc
 
     async def load(self) -> Session:
-        if self.session is not None:
+        async with self._loading:  # two get_session() calls at once: one read, one Session
+            if self.session is None:
+                self.session = await self._load()
             return self.session
+
+    async def _load(self) -> Session:
         store = self.config.store
         record = None
         sid = self._cookie_sid()
@@ -229,47 +239,60 @@ class _RequestSession:
                 self._failed("load", exc)
                 self.degraded = True  # never save over a session we could not read
         baseline = store.codec.encode(record.data) if record else None
-        self.session = Session(record, baseline)
-        return self.session
+        return Session(record, baseline)
 
     async def regenerate(self) -> Session:
         session = await self.load()
+        if self.committed:
+            raise RuntimeError("new_session() after the response was prepared cannot set a cookie")
         if session._record is None:
             return session
         try:
-            new_sid = await self.config.store.regenerate(session._record.id)
+            moved = await self.config.store._move(session._record.id)
         except SessionNotFound:
-            session._record = session._baseline = None  # gone meanwhile: start afresh
+            # Ended meanwhile (a logout in another tab): carry nothing over.
+            session._record = session._baseline = None
+            session._data.clear()
             return session
         except _UNAVAILABLE as exc:
             self._failed("regenerate", exc)
             return session
-        moved = await self.config.store.get(new_sid)
-        if moved is not None:
-            session._record = moved
-            session._baseline = self.config.store.codec.encode(moved.data)
+        session._record = moved
+        session._baseline = self.config.store.codec.encode(moved.data)
         session._cookie_outdated = True
         return session
 
+    def _secure(self) -> bool:
+        secure = self.config.cookie.secure
+        if secure is None:
+            return _is_https(self.request, self.config.trust_forwarded)
+        return secure
+
     def _set_cookie(self, response: web.StreamResponse, sid: str) -> None:
         cookie = self.config.cookie
-        secure = cookie.secure
-        if secure is None:
-            secure = _is_https(self.request, self.config.trust_forwarded)
         response.set_cookie(
             cookie.name,
             self.config.signer.sign(sid) if self.config.signer else sid,
             max_age=int(self.config.store.ttl_s) if cookie.persistent else None,
             path=cookie.path,
             domain=cookie.domain,
-            secure=secure,
+            secure=self._secure(),
             httponly=cookie.httponly,
             samesite=cookie.samesite,
         )
 
     def _expire_cookie(self, response: web.StreamResponse) -> None:
+        # The same attributes as when set: browsers ignore a __Host- or
+        # SameSite=None deletion without Secure.
         cookie = self.config.cookie
-        response.del_cookie(cookie.name, path=cookie.path, domain=cookie.domain)
+        response.del_cookie(
+            cookie.name,
+            path=cookie.path,
+            domain=cookie.domain,
+            secure=self._secure(),
+            httponly=cookie.httponly,
+            samesite=cookie.samesite,
+        )
 
     async def commit(self, response: web.StreamResponse) -> None:
         """Save the session and set or expire the cookie on ``response``."""
@@ -299,8 +322,7 @@ class _RequestSession:
         blob = store.codec.encode(session._data)
         if blob != session._baseline:
             if not await self._write(session, record, blob):
-                self._expire_cookie(response)
-                return
+                return  # ended meanwhile: the logout expired the cookie; keep any newer one
             self._set_cookie(response, record.id)
         elif await store.touch(record) or session._cookie_outdated:
             self._set_cookie(response, record.id)
@@ -317,7 +339,7 @@ class _RequestSession:
                 log.warning("session ended during the request; its changes were dropped")
                 return False
             except SessionConflict:
-                fresh = await store.get(record.id)
+                fresh = await store.get(record.id, consistent=True)
                 if fresh is None:
                     return False
                 base = store.codec.decode(session._baseline or b"")
@@ -398,6 +420,10 @@ def setup(
             session.
         merge_attempts: how often a conflicting save reloads and reapplies.
     """
+    if merge_attempts < 1:
+        raise ConfigurationError("merge_attempts must be at least 1")
+    if on_store_error not in ("fail", "warn"):
+        raise ConfigurationError(f"on_store_error must be 'fail' or 'warn', not {on_store_error!r}")
     config = _Config(
         store=store,
         cookie=cookie or CookieSettings(),
@@ -418,6 +444,9 @@ def setup(
                 if replacement is not None:
                     return replacement
             raise
+        except BaseException:
+            state.committed = True  # a failed handler saves nothing, not even via on_prepare
+            raise
         if not response.prepared:
             replacement = await _commit_or_answer(state, response)
             if replacement is not None:
@@ -428,12 +457,18 @@ def setup(
         # Streamed responses and WebSocket handshakes are prepared inside the
         # handler: save before their headers leave.
         state = request.get(_STATE)
-        if state is not None and not state.committed:
+        if state is None or state.committed:
+            return
+        try:
             await state.commit(response)
-            # aiohttp turned cookies into headers just before this hook: add ours.
-            morsel = response.cookies.get(config.cookie.name)
-            if morsel is not None:
-                response.headers.add("Set-Cookie", morsel.output(header="")[1:])
+        except (_Unmergeable, web.HTTPException, CyclicSessError) as exc:
+            # The headers are being sent: an error now would corrupt the response.
+            log.warning("session not saved for a streamed response: %s", exc)
+            return
+        # aiohttp turned cookies into headers just before this hook: add ours.
+        morsel = response.cookies.get(config.cookie.name)
+        if morsel is not None:
+            response.headers.add("Set-Cookie", morsel.output(header="")[1:])
 
     async def close_store(_: web.Application) -> None:
         await store.close()

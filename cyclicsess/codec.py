@@ -41,7 +41,9 @@ class Codec(Protocol):
         ...
 
 
-def _msgpack_default(value: object) -> msgpack.ExtType:
+def _msgpack_default(value: object) -> msgpack.ExtType | dict[Any, Any]:
+    if isinstance(value, Mapping):  # a Mapping that is not a dict
+        return dict(value)
     # datetime before date: datetime is a subclass of date.
     if isinstance(value, dt.datetime):
         return msgpack.ExtType(_EXT_DATETIME, value.isoformat().encode())
@@ -56,6 +58,12 @@ def _msgpack_ext(code: int, payload: bytes) -> object:
     if code == _EXT_DATE:
         return dt.date.fromisoformat(payload.decode())
     raise ValueError(f"unknown msgpack extension type {code}")
+
+
+def _json_default(value: object) -> dict[Any, Any]:
+    if isinstance(value, Mapping):  # a Mapping that is not a dict
+        return dict(value)
+    raise TypeError(type(value).__name__)
 
 
 def _is_msgpack_leaf(value: object) -> bool:
@@ -110,7 +118,7 @@ class MsgpackCodec:
         """Serialise ``data`` to msgpack bytes."""
         _require_mapping(data)
         try:
-            blob: bytes = msgpack.packb(data, default=_msgpack_default, use_bin_type=True)
+            blob: bytes = msgpack.packb(dict(data), default=_msgpack_default, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
             raise _unsupported(data, _is_msgpack_leaf, "msgpack") from exc
         return blob
@@ -140,7 +148,13 @@ class JsonCodec:
         """Serialise ``data`` to UTF-8 JSON."""
         _require_mapping(data)
         try:
-            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            text = json.dumps(
+                dict(data),
+                separators=(",", ":"),
+                ensure_ascii=False,
+                allow_nan=False,
+                default=_json_default,
+            )
         except (TypeError, ValueError) as exc:
             raise _unsupported(data, _is_json_leaf, "JSON") from exc
         return text.encode()

@@ -300,16 +300,22 @@ class SessionStore:
         await self._put_new(storage_key, item)
         return sid
 
-    async def get(self, sid: str) -> SessionRecord | None:
+    async def get(self, sid: str, *, consistent: bool | None = None) -> SessionRecord | None:
         """The live session with this id, or None.
 
         None for an unknown, malformed, expired or unreadable session; an
         expired item is deleted (conditionally) unless ``keep_expired``.
+
+        Args:
+            sid: the session id.
+            consistent: a strongly consistent read; default: ``consistent_read``.
         """
         if not is_well_formed(sid):
             return None
         storage_key = self._hasher.storage_key(sid)
-        stored = await self._read(storage_key, consistent=self.consistent_read)
+        if consistent is None:
+            consistent = self.consistent_read
+        stored = await self._read(storage_key, consistent=consistent)
         if stored is None:
             return None
         now = self._clock()
@@ -387,12 +393,16 @@ class SessionStore:
                     ConditionExpression=condition,
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
-                    ReturnValues="UPDATED_NEW",
+                    # With a version the new one is known: do not download the data
+                    # again (UPDATED_NEW would return it, being updated too).
+                    ReturnValues="NONE" if version is not None else "UPDATED_NEW",
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 ),
             )
         except ConditionalCheckFailed as failure:
             return await self._explain_failed_set(storage_key, failure, version, blob, now)
+        if version is not None:
+            return version + 1
         return int(answer["Attributes"][VERSION]["N"])
 
     async def _explain_failed_set(
@@ -486,30 +496,59 @@ class SessionStore:
 
         Call it when privileges change (at login) so a planted id is worthless.
         The data, its creation time and so its absolute lifetime carry over.
+        The old item is deleted first, on condition that it is live, and what
+        the delete returned is written under the new id: a concurrent destroy
+        or save cannot be undone or lost. If the new item cannot be written
+        after that, the session is gone (log in again), never duplicated.
 
         Raises:
             SessionNotFound: the session is unknown, destroyed or expired.
         """
+        return (await self._move(sid)).id
+
+    async def _move(self, sid: str) -> SessionRecord:
+        """Regenerate, returning the moved session's record."""
         if not is_well_formed(sid):
             raise SessionNotFound("malformed session id")
-        old_key = self._hasher.storage_key(sid)
-        stored = await self._read(old_key, consistent=True)
         now = self._clock()
-        if stored is None or stored.expiry(self.absolute_lifetime_s) <= now:
-            raise SessionNotFound("the session does not exist or has expired")
+        condition, names, values = self._alive_condition(now)
+        client = await self._open_client()
+        try:
+            answer = await client.call(
+                "DeleteItem",
+                self._request(
+                    self._hasher.storage_key(sid),
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_OLD",
+                ),
+            )
+        except ConditionalCheckFailed as failure:
+            raise SessionNotFound("the session does not exist or has expired") from failure
+        try:
+            old = self.layout.parse(answer.get("Attributes") or {})
+            data = self.codec.decode(old.blob)
+        except DecodeError as exc:
+            raise SessionNotFound("the session was unreadable") from exc
+        moved = StoredItem(
+            blob=old.blob,
+            expires=int(now + self.ttl_s),
+            touched_ms=int(now * 1000),
+            created=old.created,
+            version=1,
+        )
         new_sid = new_session_id()
         new_key = self._hasher.storage_key(new_sid)
         item = self.layout.new_item(
             new_key,
-            stored.blob,
-            expires=int(now + self.ttl_s),
-            touched_ms=int(now * 1000),
-            created=stored.created,
+            moved.blob,
+            expires=moved.expires,
+            touched_ms=moved.touched_ms,
+            created=moved.created,
         )
         await self._put_new(new_key, item)
-        client = await self._open_client()
-        await client.call("DeleteItem", self._request(old_key))
-        return new_sid
+        return moved.record(new_sid, data, self.absolute_lifetime_s)
 
     async def ensure_table(self, *, timeout: timedelta = timedelta(minutes=2)) -> None:
         """Create the table if it is missing (on-demand billing) and enable TTL.
@@ -519,17 +558,18 @@ class SessionStore:
         """
         await _table.ensure_table(await self._open_client(), self.layout, timeout=timeout)
 
-    async def purge_expired(self) -> int:
-        """Delete every expired session now; return how many were deleted.
+    async def purge_expired(self, *, grace: timedelta = timedelta(minutes=5)) -> int:
+        """Delete every session expired more than ``grace`` ago; return how many.
 
         A maintenance job for tables DynamoDB's TTL sweeps too slowly (or, on a
         local server, never). An expired session can never become live again,
-        so deleting what a scan found expired is safe.
+        so deleting what a strongly consistent scan found expired is safe; the
+        grace covers clocks of this host and the web servers that disagree.
         """
         return await _table.purge_expired(
             await self._open_client(),
             self.layout,
             key_prefix=self._hasher.prefix,
-            now=self._clock(),
+            now=self._clock() - grace.total_seconds(),
             absolute_lifetime_s=self.absolute_lifetime_s,
         )

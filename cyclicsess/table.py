@@ -143,6 +143,7 @@ async def purge_expired(
         names["#r"] = layout.range_key
     scan = {
         "TableName": layout.table,
+        "ConsistentRead": True,  # a stale replica must not show a renewed item as expired
         "FilterExpression": expired,
         "ProjectionExpression": projection,
         "ExpressionAttributeNames": names,

@@ -66,9 +66,18 @@ class _StoredSession(aiohttp_session.Session):
         self.max_age = max_age
         self._record = record
         self._baseline = baseline  # the data as loaded, encoded: what "changed" means
+        self._invalidated: str | None = None  # the stored id invalidate() ended
         # aiohttp-session's middleware saves only sessions flagged as changed, and
         # misses in-place changes: let it always call save_session, which compares.
         self._changed = True
+
+    def invalidate(self) -> None:
+        """Empty the session; its stored id is deleted at save, data set later gets a new id."""
+        super().invalidate()
+        if self._record is not None:
+            self._invalidated = self._record.id
+            self._record = self._baseline = None
+            self._new = True  # so a new identity can be set when it is saved
 
 
 _LOADED = web.RequestKey("cyclicsess.contrib.aiohttp_session.loaded", _StoredSession)
@@ -179,13 +188,16 @@ class DynamoDBStorage(aiohttp_session.AbstractStorage):
             session.set_new_identity(sid)
             self._set_cookie(request, response, sid, session.max_age)
         elif self.load_cookie(request) is not None:
-            self._expire_cookie(response)
+            self._expire_cookie(request, response)
 
     def _replaced_sid(self, request: web.Request) -> str | None:
         """The stored session a new session replaces, if any."""
         loaded = request.get(_LOADED)
         if loaded is None:  # new_session() without get_session(): trust the cookie
             return self._cookie_sid(request)
+        invalidated: str | None = loaded._invalidated
+        if invalidated is not None:
+            return invalidated
         return loaded._record.id if loaded._record is not None else None
 
     async def _save_stored(
@@ -197,15 +209,15 @@ class DynamoDBStorage(aiohttp_session.AbstractStorage):
     ) -> None:
         if session.empty:
             await self.store.destroy(record.id)
-            self._expire_cookie(response)
+            self._expire_cookie(request, response)
             return
         data = dict(session)
         if self.store.codec.encode(data) != session._baseline:
             try:
                 await self.store.set(record.id, data, version=record.version)
             except SessionNotFound:
+                # Ended meanwhile: the logout expired the cookie; keep any newer one.
                 log.warning("session ended during the request; its changes were dropped")
-                self._expire_cookie(response)
                 return
             except SessionConflict as exc:
                 raise web.HTTPConflict(
@@ -219,18 +231,30 @@ class DynamoDBStorage(aiohttp_session.AbstractStorage):
         self, request: web.Request, response: web.StreamResponse, sid: str, max_age: int | None
     ) -> None:
         params = self.cookie_params
-        secure = params["secure"]
         response.set_cookie(
             self.cookie_name,
             sid,
             max_age=self.max_age if max_age is None else max_age,
             path=params["path"],
             domain=params["domain"],
-            secure=request.secure if secure is None else secure,
+            secure=self._secure(request),
             httponly=params["httponly"],
             samesite=params["samesite"],
         )
 
-    def _expire_cookie(self, response: web.StreamResponse) -> None:
+    def _secure(self, request: web.Request) -> bool:
+        secure = self.cookie_params["secure"]
+        return bool(request.secure if secure is None else secure)
+
+    def _expire_cookie(self, request: web.Request, response: web.StreamResponse) -> None:
+        # The same attributes as when set: browsers ignore a __Host- or
+        # SameSite=None deletion without Secure.
         params = self.cookie_params
-        response.del_cookie(self.cookie_name, path=params["path"], domain=params["domain"])
+        response.del_cookie(
+            self.cookie_name,
+            path=params["path"],
+            domain=params["domain"],
+            secure=self._secure(request),
+            httponly=params["httponly"],
+            samesite=params["samesite"],
+        )

@@ -93,7 +93,31 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def boom(request: web.Request) -> web.Response:
+    session = await get_session(request)
+    session["charged"] = True
+    raise ValueError("the handler failed")
+
+
+async def slow_sudo(request: web.Request) -> web.Response:
+    await get_session(request)
+    await asyncio.sleep(0.2)  # a logout in another tab lands meanwhile
+    session = await new_session(request)
+    session["sudo"] = True
+    return web.Response(text="sudo")
+
+
+async def slow_set(request: web.Request) -> web.Response:
+    session = await get_session(request)
+    await asyncio.sleep(0.2)
+    session["late"] = True
+    return web.Response(text="late")
+
+
 ROUTES = {
+    "/boom": boom,
+    "/slow-sudo": slow_sudo,
+    "/slow-set": slow_set,
     "/visit": visit,
     "/peek": peek,
     "/nothing": nothing,
@@ -372,3 +396,62 @@ async def test_no_log_line_carries_a_session_id(
     assert len(caplog.records) > 3
     for sid in sids:
         assert sid not in caplog.text
+
+
+async def test_a_failed_handler_saves_nothing(
+    make_store: StoreFactory, make_client: ClientFactory
+) -> None:
+    store = await make_store()
+    client = await make_client(store)
+    await client.get("/visit")
+    sid = client.session.cookie_jar.filter_cookies(client.make_url("/"))["session"].value
+    response = await client.get("/boom")
+    assert response.status == 500
+    assert set_cookie(response) is None
+    record = await store.get(sid)
+    assert record is not None and record.data == {"visits": 1}
+
+
+async def test_login_racing_a_logout_does_not_bring_the_session_back(
+    make_store: StoreFactory, make_client: ClientFactory
+) -> None:
+    store = await make_store()
+    client = await make_client(store)
+    await client.get("/login?name=ada")
+    sudo, logout = await asyncio.gather(client.get("/slow-sudo"), client.get("/logout"))
+    assert logout.status == 200
+    cookie = set_cookie(sudo)
+    if cookie is not None and cookie.value:
+        record = await store.get(cookie.value)
+        assert record is not None
+        assert "user" not in record.data  # the logged-out data never comes back
+
+
+async def test_a_late_save_after_logout_keeps_the_newer_login_cookie(
+    make_store: StoreFactory, make_client: ClientFactory
+) -> None:
+    store = await make_store()
+    client = await make_client(store)
+    await client.get("/login?name=ada")
+    late = asyncio.ensure_future(client.get("/slow-set"))
+    await asyncio.sleep(0.05)
+    await client.get("/logout")
+    await client.get("/login?name=bob", allow_redirects=False)
+    response = await late
+    assert response.status == 200
+    assert set_cookie(response) is None  # neither a resurrection nor a deleted login
+    new_sid = client.session.cookie_jar.filter_cookies(client.make_url("/"))["session"].value
+    record = await store.get(new_sid)
+    assert record is not None and record.data == {"user": "bob"}
+
+
+async def test_logout_of_a_host_cookie_is_secure_so_browsers_accept_it(
+    make_client: ClientFactory,
+) -> None:
+    client = await make_client(cookie=CookieSettings(name="__Host-sid"))
+    response = await client.get("/visit")
+    sid = set_cookie(response, "__Host-sid").value
+    client.session.cookie_jar.update_cookies({"__Host-sid": sid})
+    deletion = set_cookie(await client.get("/logout"), "__Host-sid")
+    assert deletion is not None and deletion["max-age"] == "0"
+    assert deletion["secure"] is True and deletion["path"] == "/"

@@ -282,9 +282,10 @@ async def test_ensure_table_is_idempotent_and_purge_deletes_only_expired(
     old = [await store.create({"old": i}) for i in range(3)]
     clock.advance(DAY - 1)
     young = await store.create({"young": True})
-    clock.advance(1)
-    assert await store.purge_expired() == 3
+    clock.advance(1)  # the old ones just expired: within the grace, kept for now
     assert await store.purge_expired() == 0
+    assert await store.purge_expired(grace=dt.timedelta(0)) == 3
+    assert await store.purge_expired(grace=dt.timedelta(0)) == 0
     for sid in old:
         assert await raw_item(raw, store, sid) is None
     assert await store.get(young) is not None

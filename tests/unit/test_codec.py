@@ -101,3 +101,11 @@ def test_arbitrary_bytes_decode_to_a_dict_or_decode_error(blob: bytes) -> None:
     for codec in (MsgpackCodec(), JsonCodec()):
         with contextlib.suppress(DecodeError):
             assert isinstance(codec.decode(blob), dict)
+
+
+@pytest.mark.parametrize("codec", [MsgpackCodec(), JsonCodec()], ids=["msgpack", "json"])
+def test_any_mapping_is_stored_as_a_dict(codec: MsgpackCodec | JsonCodec) -> None:
+    from types import MappingProxyType
+
+    data = MappingProxyType({"a": MappingProxyType({"b": 1})})
+    assert codec.decode(codec.encode(data)) == {"a": {"b": 1}}
