@@ -68,6 +68,13 @@ async def logout(request: web.Request) -> web.Response:
     return web.Response(text="bye")
 
 
+async def logout_with_flash(request: web.Request) -> web.Response:
+    session = await aiohttp_session.get_session(request)
+    session.invalidate()
+    session["flash"] = "logged out"
+    return web.Response(text="bye")
+
+
 async def add_to_cart(request: web.Request) -> web.Response:
     session = await aiohttp_session.get_session(request)
     session.setdefault("cart", []).append(request.query["item"])  # in place: no __setitem__
@@ -83,6 +90,7 @@ async def slow_visit(request: web.Request) -> web.Response:
 
 
 ROUTES = {
+    "/logout-flash": logout_with_flash,
     "/visit": visit,
     "/peek": peek,
     "/created": created,
@@ -370,3 +378,18 @@ def test_cyclicsess_imports_without_aiohttp_session() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+async def test_invalidate_then_new_data_moves_to_a_new_id(
+    make_store: StoreFactory, make_client: ClientFactory
+) -> None:
+    store = await make_store()
+    client = await make_client(store)
+    await client.get("/login?name=ada")
+    old = cookie_sid(client)
+    response = await client.get("/logout-flash")
+    cookie = set_cookie(response)
+    assert cookie is not None and cookie.value not in ("", old)
+    assert await store.get(old) is None
+    record = await store.get(cookie.value)
+    assert record is not None and record.data == {"flash": "logged out"}
