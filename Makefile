@@ -10,7 +10,7 @@ LOCAL_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL \
 	-u AWS_ENDPOINT_URL_DYNAMODB AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
 	AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
-.PHONY: install demo walkthrough test unit integration browser lint bench bench-quick bench-cost servers-up servers-down clean
+.PHONY: install demo walkthrough test unit integration soak browser lint bench bench-quick bench-cost servers-up servers-down clean
 
 install: $(VENV)/.installed .tools/.installed
 
@@ -55,6 +55,12 @@ unit: install
 
 integration: install
 	$(LOCAL_AWS) $(SERVERS) run -- $(PY) -m pytest -q -m integration tests/integration
+
+# The long runs of the model-based and chaos tests (about 15 minutes).
+soak: install
+	$(LOCAL_AWS) CYCLICSESS_MODEL_EXAMPLES=500 CYCLICSESS_CHAOS_SECONDS=240 \
+		$(SERVERS) run -- $(PY) -m pytest -q -s -m integration \
+		tests/integration/test_model.py tests/integration/test_chaos.py
 
 browser: install .tools/chromium
 	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) -m pytest -q -m integration tests/browser
