@@ -443,7 +443,8 @@ class SessionStore:
 
         Skipped (no write) when the last write or touch is younger than
         ``touch_interval``. Pass the record from :meth:`get` to decide that
-        without a read; with an id, the store reads the item first (unless
+        without a read (the throttle then counts from the record's
+        ``touched_at``); with an id, the store reads the item first (unless
         ``touch_interval`` is 0).
 
         Returns:
