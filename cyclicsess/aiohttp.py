@@ -487,9 +487,16 @@ async def _commit_or_answer(
         await state.commit(response)
     except _Unmergeable as exc:
         log.info("session save refused: %s", exc)
-        return web.Response(
+        replacement = web.Response(
             status=409, text="the session was changed by a concurrent request; retry"
         )
     except web.HTTPServiceUnavailable as exc:
-        return web.Response(status=exc.status, text=exc.text)
-    return None
+        replacement = web.Response(status=exc.status, text=exc.text)
+    else:
+        return None
+    session = state.session
+    if session is not None and session._cookie_outdated and session._record is not None:
+        # new_session() moved it before the save failed: the old id is gone, so
+        # hand over the new one (with the data as moved; this request's changes lost)
+        state._set_cookie(replacement, session._record.id)
+    return replacement

@@ -50,6 +50,8 @@ log = logging.getLogger("cyclicsess")
 Clock = Callable[[], float]
 
 _ALIVE = "attribute_exists(#k) AND #e > :now"
+#: Set on an item that regenerate moved: the storage key it moved to (it has ended).
+MOVED_TO = "moved_to"
 # The default touch_interval is ttl / 20: touches, most of a session store's
 # writes, fall from one per 30 s of activity to one per 5% of the lifetime
 # (bench/cost.py: -37% write units on its trace), for a lifetime error of 5%.
@@ -497,10 +499,13 @@ class SessionStore:
 
         Call it when privileges change (at login) so a planted id is worthless.
         The data, its creation time and so its absolute lifetime carry over.
-        The old item is deleted first, on condition that it is live, and what
-        the delete returned is written under the new id: a concurrent destroy
-        or save cannot be undone or lost. If the new item cannot be written
-        after that, the session is gone (log in again), never duplicated.
+        The old item is first ended (its expiry set to now) and marked with the
+        new key, on condition that it is live; its data, as that write found
+        it, is then written under the new id: a concurrent destroy or save
+        cannot be undone or lost, and a retry of the marking whose answer was
+        lost finds its own mark and the data still there. If the new item
+        cannot be written after that, the session is gone (log in again),
+        never duplicated.
 
         Raises:
             SessionNotFound: the session is unknown, destroyed or expired.
@@ -511,24 +516,39 @@ class SessionStore:
         """Regenerate, returning the moved session's record."""
         if not is_well_formed(sid):
             raise SessionNotFound("malformed session id")
+        old_key = self._hasher.storage_key(sid)
+        new_sid = new_session_id()
+        new_key = self._hasher.storage_key(new_sid)
         now = self._clock()
         condition, names, values = self._alive_condition(now)
+        names["#m"] = MOVED_TO
+        values.update({":dead": number(int(now)), ":to": {"S": new_key}})
         client = await self._open_client()
         try:
             answer = await client.call(
-                "DeleteItem",
+                "UpdateItem",
                 self._request(
-                    self._hasher.storage_key(sid),
+                    old_key,
+                    UpdateExpression="SET #e = :dead, #m = :to",  # ended now, data kept
                     ConditionExpression=condition,
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
                     ReturnValues="ALL_OLD",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 ),
             )
+            old_item = answer.get("Attributes") or {}
         except ConditionalCheckFailed as failure:
-            raise SessionNotFound("the session does not exist or has expired") from failure
+            # A retry whose first attempt was applied (its answer lost) fails its
+            # condition on its own mark: the data is still in the item.
+            old_item = failure.item
+            if failure.attempts > 1 and old_item is None:  # the server ignored ALL_OLD
+                read = await client.call("GetItem", self._request(old_key, ConsistentRead=True))
+                old_item = read.get("Item")
+            if failure.attempts < 2 or not old_item or old_item.get(MOVED_TO) != {"S": new_key}:
+                raise SessionNotFound("the session does not exist or has expired") from failure
         try:
-            old = self.layout.parse(answer.get("Attributes") or {})
+            old = self.layout.parse(old_item)
             data = self.codec.decode(old.blob)
         except DecodeError as exc:
             raise SessionNotFound("the session was unreadable") from exc
@@ -539,8 +559,6 @@ class SessionStore:
             created=old.created,
             version=1,
         )
-        new_sid = new_session_id()
-        new_key = self._hasher.storage_key(new_sid)
         item = self.layout.new_item(
             new_key,
             moved.blob,
@@ -549,6 +567,10 @@ class SessionStore:
             created=moved.created,
         )
         await self._put_new(new_key, item)
+        try:  # the old item is dead already: deleting it only tidies up
+            await client.call("DeleteItem", self._request(old_key))
+        except CyclicSessError as exc:
+            log.warning("session %s moved; old item left to expire: %s", self._log_id(old_key), exc)
         return moved.record(new_sid, data, self.absolute_lifetime_s)
 
     async def ensure_table(self, *, timeout: timedelta = timedelta(minutes=2)) -> None:

@@ -390,3 +390,19 @@ async def test_regenerate_whose_put_answer_was_lost_moves_the_session(
     record = await store.get(new_sid)
     assert record is not None
     assert record.data == {"n": 1}
+
+
+@pytest.mark.parametrize("kind", ["drop_answer", "badcrc"])
+async def test_regenerate_whose_first_answer_was_lost_keeps_the_data(
+    make_store: StoreFactory, proxy: FaultProxy, kind: FaultKind
+) -> None:
+    store = await faulty_store(make_store, proxy)
+    sid = await store.create({"user": "ada", "cart": ["apple"]})
+    proxy.fail_next(1, kind, operation="UpdateItem")  # the move's marking of the old item
+
+    new_sid = await store.regenerate(sid)
+
+    assert await store.get(sid) is None
+    record = await store.get(new_sid)
+    assert record is not None
+    assert record.data == {"user": "ada", "cart": ["apple"]}
