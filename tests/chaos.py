@@ -54,6 +54,7 @@ import json
 import logging
 import os
 import random
+import re
 import sys
 import time
 import traceback
@@ -796,18 +797,26 @@ def allocated_blocks() -> int:
     return sys.getallocatedblocks()
 
 
+# A token shaped like a session id (43 URL-safe characters, standing alone).
+_ID_LIKE = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
+
+
 class CountingHandler(logging.Handler):
-    """Counts log records by logger and level, keeps the errors."""
+    """Counts log records by logger and level, keeps the errors and any id-like token."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.counts: Counter[str] = Counter()
         self.errors: list[str] = []
+        self.id_like: list[str] = []  # log lines that could carry a session id
 
     def emit(self, record: logging.LogRecord) -> None:
         self.counts[f"{record.name}:{record.levelname}"] += 1
+        message = record.getMessage()
         if record.levelno >= logging.ERROR and len(self.errors) < 20:
-            self.errors.append(f"{record.name}: {record.getMessage()[:300]}")
+            self.errors.append(f"{record.name}: {message[:300]}")
+        if _ID_LIKE.search(message) and len(self.id_like) < 20:
+            self.id_like.append(f"{record.name}: {message[:300]}")
 
 
 @contextlib.contextmanager
@@ -820,7 +829,7 @@ def counting_logs(names: Iterable[str]) -> Any:
         saved.append((logger, logger.propagate, logger.level))
         logger.addHandler(handler)
         logger.propagate = False
-        logger.setLevel(logging.INFO)
+        logger.setLevel(logging.DEBUG)  # every level: no line may carry an id
     try:
         yield handler
     finally:

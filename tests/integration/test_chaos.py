@@ -325,6 +325,7 @@ async def test_chaos_under_load(
         write_report(os.environ["CYCLICSESS_CHAOS_REPORT"], line)
 
     assert not logs.errors, logs.errors
+    assert not logs.id_like, logs.id_like  # no session id in any log line, at any level
     assert not problems, "\n".join(problems[:30]) + f"\n({len(problems)} problems; seed {seed})"
     assert figures["acked_writes_lost"] == 0
     assert figures["acked_writes"] > 0
