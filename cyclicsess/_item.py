@@ -11,7 +11,14 @@ from typing import Any, Literal
 
 from .errors import DecodeError
 
-__all__ = ["ITEM_SIZE_LIMIT", "SessionRecord", "StoredItem", "TableLayout", "number"]
+__all__ = [
+    "ITEM_SIZE_LIMIT",
+    "SessionRecord",
+    "StoredItem",
+    "TableLayout",
+    "lifetime_condition",
+    "number",
+]
 
 #: DynamoDB's item size limit in bytes (names and values together).
 ITEM_SIZE_LIMIT = 409_600
@@ -35,6 +42,26 @@ _WORST_CASE_NUMBERS = {
 def number(value: int) -> dict[str, str]:
     """A DynamoDB number attribute value."""
     return {"N": str(value)}
+
+
+def lifetime_condition(
+    now: float, absolute_lifetime_s: float | None, *, alive: bool
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The condition that a session item is live (or has ended) at ``now``.
+
+    Returns the expression and its attribute names (``#e``, ``#c``) and values
+    (``:now``, ``:oldest``): ended means ``expires`` has passed or, with an
+    absolute lifetime, ``created`` is too old.
+    """
+    names = {"#e": EXPIRES}
+    values: dict[str, Any] = {":now": number(int(now))}
+    if absolute_lifetime_s is None:
+        return ("#e > :now" if alive else "#e <= :now"), names, values
+    names["#c"] = CREATED
+    values[":oldest"] = number(int(now - absolute_lifetime_s))
+    if alive:
+        return "#e > :now AND #c > :oldest", names, values
+    return "(#e <= :now OR #c <= :oldest)", names, values
 
 
 def _utc(epoch_seconds: float) -> dt.datetime:

@@ -19,15 +19,14 @@ from typing import Any
 from . import table as _table
 from ._dynamo import DynamoClient, RetryPolicy, open_client
 from ._item import (
-    CREATED,
     DATA,
-    EXPIRES,
     ITEM_SIZE_LIMIT,
     TOUCHED,
     VERSION,
     SessionRecord,
     StoredItem,
     TableLayout,
+    lifetime_condition,
     number,
 )
 from .codec import Codec, MsgpackCodec
@@ -49,7 +48,6 @@ log = logging.getLogger("cyclicsess")
 #: A callable returning the current time in epoch seconds (``time.time``).
 Clock = Callable[[], float]
 
-_ALIVE = "attribute_exists(#k) AND #e > :now"
 #: Set on an item that regenerate moved: the storage key it moved to (it has ended).
 MOVED_TO = "moved_to"
 # The default touch_interval is ttl / 20: touches, most of a session store's
@@ -217,13 +215,9 @@ class SessionStore:
 
     def _alive_condition(self, now: float) -> tuple[str, dict[str, str], dict[str, Any]]:
         """The condition that the item exists and has not expired at ``now``."""
-        names = {"#k": self.layout.hash_key, "#e": EXPIRES}
-        values: dict[str, Any] = {":now": number(int(now))}
-        if self.absolute_lifetime_s is None:
-            return _ALIVE, names, values
-        names["#c"] = CREATED
-        values[":oldest"] = number(int(now - self.absolute_lifetime_s))
-        return _ALIVE + " AND #c > :oldest", names, values
+        alive, names, values = lifetime_condition(now, self.absolute_lifetime_s, alive=True)
+        names["#k"] = self.layout.hash_key
+        return f"attribute_exists(#k) AND {alive}", names, values
 
     def _encode(self, data: Mapping[str, Any], storage_key: str) -> bytes:
         blob = self.codec.encode(data)
@@ -249,6 +243,17 @@ class SessionStore:
             log.warning("session %s: unreadable item ignored: %s", self._log_id(storage_key), exc)
             return None
 
+    async def _item_after(
+        self, storage_key: str, failure: ConditionalCheckFailed
+    ) -> dict[str, Any] | None:
+        """The item a failed condition met: ``ALL_OLD`` if sent, else a consistent read."""
+        if failure.item is not None:
+            return failure.item
+        client = await self._open_client()  # the server ignored ALL_OLD
+        answer = await client.call("GetItem", self._request(storage_key, ConsistentRead=True))
+        item: dict[str, Any] | None = answer.get("Item")
+        return item
+
     async def _put_new(self, storage_key: str, item: dict[str, Any]) -> None:
         """Write a new item, refusing to overwrite one with the same key.
 
@@ -270,13 +275,7 @@ class SessionStore:
         except ConditionalCheckFailed as failure:
             if failure.attempts < 2:
                 raise  # a real clash of 256-bit ids: never expected
-            old = failure.item
-            if old is None:  # the server ignored ALL_OLD
-                answer = await client.call(
-                    "GetItem", self._request(storage_key, ConsistentRead=True)
-                )
-                old = answer.get("Item")
-            if old != item:
+            if await self._item_after(storage_key, failure) != item:
                 raise
 
     # -- the API ---------------------------------------------------------------
@@ -333,9 +332,7 @@ class SessionStore:
         return stored.record(sid, data, self.absolute_lifetime_s)
 
     async def _delete_expired(self, storage_key: str, now: float) -> None:
-        _, names, values = self._alive_condition(now)
-        del names["#k"]
-        expired = "#e <= :now" + (" OR #c <= :oldest" if "#c" in names else "")
+        expired, names, values = lifetime_condition(now, self.absolute_lifetime_s, alive=False)
         client = await self._open_client()
         try:
             await client.call(
@@ -416,14 +413,11 @@ class SessionStore:
         now: float,
     ) -> int:
         """Tell a missing or expired session from a conflict after a failed ``set``."""
-        old = failure.item
-        if old is not None:
-            try:
-                stored: StoredItem | None = self.layout.parse(old)
-            except DecodeError:
-                stored = None
-        else:  # the server ignored ALL_OLD: read what is there now
-            stored = await self._read(storage_key, consistent=True)
+        old = await self._item_after(storage_key, failure)
+        try:
+            stored = self.layout.parse(old) if old else None
+        except DecodeError:
+            stored = None
         if stored is None or stored.expiry(self.absolute_lifetime_s) <= now:
             raise SessionNotFound("the session does not exist or has expired") from failure
         if (
@@ -541,11 +535,10 @@ class SessionStore:
         except ConditionalCheckFailed as failure:
             # A retry whose first attempt was applied (its answer lost) fails its
             # condition on its own mark: the data is still in the item.
-            old_item = failure.item
-            if failure.attempts > 1 and old_item is None:  # the server ignored ALL_OLD
-                read = await client.call("GetItem", self._request(old_key, ConsistentRead=True))
-                old_item = read.get("Item")
-            if failure.attempts < 2 or not old_item or old_item.get(MOVED_TO) != {"S": new_key}:
+            if failure.attempts < 2:
+                raise SessionNotFound("the session does not exist or has expired") from failure
+            old_item = await self._item_after(old_key, failure) or {}
+            if old_item.get(MOVED_TO) != {"S": new_key}:
                 raise SessionNotFound("the session does not exist or has expired") from failure
         try:
             old = self.layout.parse(old_item)

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from ._dynamo import DynamoClient
-from ._item import CREATED, EXPIRES, TableLayout, number
+from ._item import EXPIRES, TableLayout, lifetime_condition
 from .errors import ConfigurationError, DynamoDBError, ResourceInUse, ResourceNotFound
 
 __all__ = ["ensure_table", "purge_expired"]
@@ -128,13 +128,8 @@ async def purge_expired(
     Scans the table (paginated) for items under ``key_prefix`` whose
     ``expires`` (or absolute lifetime) has passed and deletes them in batches.
     """
-    names = {"#k": layout.hash_key, "#e": EXPIRES}
-    values: dict[str, Any] = {":now": number(int(now))}
-    expired = "#e <= :now"
-    if absolute_lifetime_s is not None:
-        names["#c"] = CREATED
-        values[":oldest"] = number(int(now - absolute_lifetime_s))
-        expired = "(#e <= :now OR #c <= :oldest)"
+    expired, names, values = lifetime_condition(now, absolute_lifetime_s, alive=False)
+    names["#k"] = layout.hash_key
     if key_prefix:
         values[":prefix"] = {"S": key_prefix}
         expired += " AND begins_with(#k, :prefix)"
