@@ -11,7 +11,8 @@ Everything public is importable from here.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._dynamo import DynamoClient, RetryPolicy, open_client
+from ._connection import open_client
+from ._dynamo import DynamoClient, RetryPolicy
 from ._item import ITEM_SIZE_LIMIT, SessionRecord
 from ._sigv4 import Credentials
 from .codec import Codec, JsonCodec, MsgpackCodec
@@ -24,6 +25,7 @@ from .errors import (
     DecodeError,
     DynamoDBError,
     EncodeError,
+    ReplicatedWriteConflict,
     ResourceInUse,
     ResourceNotFound,
     ServerError,
@@ -60,6 +62,7 @@ __all__ = [
     "EncodeError",
     "JsonCodec",
     "MsgpackCodec",
+    "ReplicatedWriteConflict",
     "ResourceInUse",
     "ResourceNotFound",
     "RetryPolicy",

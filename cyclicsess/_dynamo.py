@@ -1,11 +1,12 @@
 """The lean async DynamoDB transport: one call is one signed JSON POST.
 
-It knows nothing of sessions. Credentials, region and endpoint come from
-aiobotocore/botocore once, when the client is opened (so every credential
-source botocore knows works, with refresh); each call then costs a JSON dump,
-a SigV4 signature with a cached key, one pooled aiohttp request, a CRC32
-check and a JSON load. Throttling, 5xx, timeouts and connection errors are
-retried with jittered exponential backoff inside a time budget.
+It knows nothing of sessions. Each call costs a JSON dump, a SigV4 signature
+with a cached key, one pooled aiohttp request, a CRC32 check and a JSON load.
+What botocore retries for DynamoDB (throttling, 5xx, write conflicts of
+global tables, timeouts, connection errors, a bad CRC32) is retried with
+full-jitter exponential backoff inside the call's time budget. Waiting for a
+free connection counts against that budget but not against the attempt's
+timeout, so a request is never abandoned and sent again because it queued.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import asyncio
 import json
 import logging
 import random
-import time
+import ssl
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,21 +25,29 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from ._sigv4 import FrozenCredentials, RequestSigner
-from .errors import ConfigurationError, DynamoDBError, StoreUnavailable, error_for
+from ._credentials import CredentialCache, CredentialSource, CredentialsTimeout
+from ._pool import LoopPools, Pool
+from ._sigv4 import RequestSigner
+from ._wire import AmzDate, describe_failure, host_header
+from .errors import (
+    ConditionalCheckFailed,
+    ConfigurationError,
+    DynamoDBError,
+    StoreUnavailable,
+    error_for,
+)
 
-__all__ = ["CredentialSource", "DynamoClient", "RetryPolicy", "open_client"]
+__all__ = ["CredentialSource", "DynamoClient", "RetryPolicy"]
 
 log = logging.getLogger("cyclicsess.dynamo")
-
-#: An async callable returning current credentials (refreshed as needed).
-CredentialSource = Callable[[], Awaitable[FrozenCredentials]]
 
 _TARGET = "DynamoDB_20120810."
 _CONTENT_TYPE = "application/x-amz-json-1.0"
 _BATCH_WRITE_LIMIT = 25
 _SHORTEST_ATTEMPT_S = 0.05
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: Hosts known to honour ReturnValuesOnConditionCheckFailure (DynamoDB itself).
+_AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
 
 
 @dataclass(frozen=True)
@@ -46,8 +55,11 @@ class RetryPolicy:
     """How long one call may take, retries included.
 
     Attributes:
-        budget: the most time one call may take in all, sleeps included.
-        attempt_timeout: the most time one HTTP request may take.
+        budget: the most time one call may take in all: waiting for a free
+            connection, every attempt and the sleeps between them.
+        attempt_timeout: the most time one request may take once it has a
+            connection (connecting, sending, answering); a request that
+            takes longer is abandoned and retried.
         base_delay: the first backoff ceiling; it doubles per retry (full jitter).
         max_delay: the largest backoff ceiling.
     """
@@ -66,39 +78,42 @@ class _RetryableFailure(Exception):
     """An attempt failed in a way worth retrying; ``__cause__`` says how."""
 
 
-def _host_header(url: URL) -> str:
-    host = url.raw_host or ""
-    if ":" in host:  # an IPv6 literal
-        host = f"[{host}]"
-    if url.explicit_port is not None and not url.is_default_port():
-        host = f"{host}:{url.port}"
-    return host
+class _OutOfTime(Exception):
+    """The call's budget ran out before an attempt could be made; the message says why."""
 
 
-class _AmzDate:
-    """``YYYYMMDDTHHMMSSZ`` for now, formatted once per second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
-
-    def __call__(self) -> str:
-        second = int(time.time())
-        if second != self._second:
-            self._text = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
-            self._second = second
-        return self._text
+def _endpoint(endpoint_url: str) -> URL:
+    url = URL(endpoint_url)
+    if url.scheme not in ("http", "https") or not url.raw_host:
+        raise ConfigurationError(f"endpoint_url must be an http(s) URL, not {endpoint_url!r}")
+    if url.raw_query_string or url.raw_fragment or url.raw_user:
+        raise ConfigurationError(
+            f"endpoint_url must not carry a query, fragment or user: {endpoint_url!r}"
+        )
+    # "http://host" is sent as "/" (a proxy gets "POST http://host/", not "http://host")
+    return url.with_path(url.raw_path, encoded=True)
 
 
 class DynamoClient:
     """A pooled, signed, retrying DynamoDB JSON client.
 
     Args:
-        endpoint_url: e.g. ``https://dynamodb.eu-west-1.amazonaws.com``.
+        endpoint_url: e.g. ``https://dynamodb.eu-west-1.amazonaws.com``; a
+            path (behind a gateway) is kept and signed.
         region: the region requests are signed for.
-        credentials: an async callable returning current credentials.
+        credentials: botocore's credentials object, or an async callable
+            returning frozen credentials (awaited on every call).
         retry: time budget and backoff.
-        max_connections: size of the connection pool.
+        max_connections: size of the connection pool (per event loop).
+        proxy: a proxy URL, or None.
+        proxy_headers: headers sent to the proxy.
+        ssl_context: verifies the endpoint's TLS certificate (default: the system's CAs).
+
+    Attributes:
+        requests_sent: how many HTTP requests this client has sent.
+        returns_old_items: whether the server returns the item a condition
+            failed on when asked (``ReturnValuesOnConditionCheckFailure``);
+            True for DynamoDB itself, learnt from the first answer elsewhere.
     """
 
     def __init__(
@@ -106,37 +121,48 @@ class DynamoClient:
         *,
         endpoint_url: str,
         region: str,
-        credentials: CredentialSource,
+        credentials: Any,
         retry: RetryPolicy | None = None,
         max_connections: int = 64,
+        proxy: str | None = None,
+        proxy_headers: Mapping[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        url = URL(endpoint_url)
-        if url.scheme not in ("http", "https") or not url.raw_host:
-            raise ConfigurationError(f"endpoint_url must be an http(s) URL, not {endpoint_url!r}")
+        url = _endpoint(endpoint_url)
+        if max_connections < 1:
+            raise ConfigurationError("max_connections must be at least 1")
         self.endpoint_url = str(url)
         self.region = region
         self.retry = retry or RetryPolicy()
-        self._credentials = credentials
-        self._signer = RequestSigner(_host_header(url), region)
-        self._amz_date = _AmzDate()
+        self.proxy = proxy
+        # aiohttp sends proxy headers with a CONNECT (HTTPS endpoints) only; a
+        # plain HTTP request through a proxy carries them itself (unsigned).
+        tunnelled = url.scheme == "https"
+        self._proxy_headers = dict(proxy_headers or {}) if tunnelled else {}
+        self._request_proxy_headers = (
+            {} if tunnelled or proxy is None else dict(proxy_headers or {})
+        )
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._credentials = CredentialCache(credentials)
+        self._signer = RequestSigner(host_header(url), region, path=url.raw_path)
+        self._amz_date = AmzDate()
         self._max_connections = max_connections
-        self._http: aiohttp.ClientSession | None = None
+        self._pools = LoopPools(self._open_http, max_connections)
         self.requests_sent = 0
+        host = url.raw_host or ""
+        self.returns_old_items: bool | None = True if host.endswith(_AWS_HOST_SUFFIXES) else None
 
-    def _session(self) -> aiohttp.ClientSession:
-        if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300),
-                skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
-                headers={"user-agent": "cyclicsess", "accept-encoding": "identity"},
-            )
-        return self._http
+    def _open_http(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            # aiohttp's own DNS cache lifetime (10 s): DynamoDB's addresses rotate.
+            connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl),
+            skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
+            headers={"user-agent": "cyclicsess", "accept-encoding": "identity"},
+        )
 
     async def close(self) -> None:
-        """Close the connection pool; the client reopens one if used again."""
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        """Close the running loop's connection pool; the client reopens one if used again."""
+        await self._pools.close()
 
     async def call(self, operation: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Send one DynamoDB operation and return its decoded answer.
@@ -153,53 +179,112 @@ class DynamoClient:
         target = _TARGET + operation
         policy = self.retry
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + policy.budget.total_seconds()
-        attempt_timeout = policy.attempt_timeout.total_seconds()
+        started = loop.time()
+        deadline = started + policy.budget.total_seconds()
+        base_delay_s = policy.base_delay.total_seconds()
+        max_delay_s = policy.max_delay.total_seconds()
         attempts = 0
         while True:
             attempts += 1
-            timeout = min(attempt_timeout, deadline - loop.time())
             try:
-                return await self._send(target, body, timeout)
+                return await self._attempt(target, body, deadline)
             except _RetryableFailure as failure:
                 cause = failure.__cause__
+            except _OutOfTime as exc:
+                raise self._unavailable(operation, attempts - 1, started, str(exc)) from None
             except DynamoDBError as error:
                 error.attempts = attempts
+                if isinstance(error, ConditionalCheckFailed) and error.item is not None:
+                    self.returns_old_items = True
                 raise
-            ceiling = min(policy.max_delay, policy.base_delay * 2 ** (attempts - 1))
-            delay = random.uniform(0, ceiling.total_seconds())  # noqa: S311 - jitter, not crypto
+            ceiling = min(max_delay_s, base_delay_s * 2.0 ** min(attempts - 1, 64))
+            delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not crypto
+            shortest = min(policy.attempt_timeout.total_seconds(), _SHORTEST_ATTEMPT_S)
             # Give up rather than start an attempt with no time left to answer.
-            if deadline - (loop.time() + delay) < min(attempt_timeout, _SHORTEST_ATTEMPT_S):
-                raise StoreUnavailable(
-                    f"{operation} failed after {attempts} attempts in "
-                    f"{policy.budget.total_seconds():g}s: {cause!r}",
-                    attempts=attempts,
-                ) from cause
+            if deadline - (loop.time() + delay) < shortest:
+                reason = describe_failure(cause)
+                raise self._unavailable(operation, attempts, started, reason) from cause
             log.debug("retrying %s after %r (attempt %d)", operation, cause, attempts)
             await asyncio.sleep(delay)
 
-    async def _send(self, target: str, body: bytes, timeout: float) -> dict[str, Any]:
+    @property
+    def _pool_exhausted(self) -> str:
+        return (
+            f"no connection of the pool ({self._max_connections}) came free within the "
+            "budget: too many calls in flight (raise max_connections, or lower the load)"
+        )
+
+    def _unavailable(
+        self, operation: str, attempts: int, started: float, reason: str
+    ) -> StoreUnavailable:
+        elapsed = asyncio.get_running_loop().time() - started
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        return StoreUnavailable(
+            f"DynamoDB {operation} at {self.endpoint_url} failed ({tries} in {elapsed:.1f}s): "
+            f"{reason}",
+            attempts=attempts,
+        )
+
+    async def _attempt(self, target: str, body: bytes, deadline: float) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
         try:
-            credentials = await self._credentials()
+            credentials = await self._credentials.get(deadline - loop.time())
+        except CredentialsTimeout as exc:
+            raise _OutOfTime(str(exc)) from None
         except Exception as exc:  # a failed refresh (IMDS, STS, SSO) may pass: retry it
             raise _RetryableFailure from exc
         headers = {"content-type": _CONTENT_TYPE, "x-amz-target": target}
         self._signer.sign(credentials, self._amz_date(), headers, body)
+        if self._request_proxy_headers:
+            headers.update(self._request_proxy_headers)
+        pool = self._pools.current() or await self._pools.open()
+        slots = pool.slots
+        if slots.locked():  # every connection busy: queue, within the budget
+            try:
+                await asyncio.wait_for(slots.acquire(), deadline - loop.time())
+            except asyncio.TimeoutError:
+                raise _OutOfTime(self._pool_exhausted) from None
+        else:
+            await slots.acquire()
+        try:
+            remaining = deadline - loop.time()
+            if remaining < _SHORTEST_ATTEMPT_S:
+                raise _OutOfTime(self._pool_exhausted)
+            timeout = min(self.retry.attempt_timeout.total_seconds(), remaining)
+            return await self._post(pool, headers, body, timeout)
+        finally:
+            slots.release()
+
+    async def _post(
+        self, pool: Pool, headers: dict[str, str], body: bytes, timeout: float
+    ) -> dict[str, Any]:
         self.requests_sent += 1
         try:
-            async with self._session().post(
+            async with pool.http.post(
                 self.endpoint_url,
                 data=body,
                 headers=headers,
+                proxy=self.proxy,
+                proxy_headers=self._proxy_headers,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:
                 raw = await response.read()
                 status = response.status
-                crc = response.headers.get("x-amz-crc32")
-        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+                answer_headers = response.headers
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise StoreUnavailable(
+                f"the TLS certificate of {self.endpoint_url} is not trusted "
+                f"({exc.certificate_error}): set AWS_CA_BUNDLE (or the profile's "
+                "ca_bundle) to the CA that signed it",
+                attempts=1,
+            ) from exc
+        except asyncio.TimeoutError:
+            raise _RetryableFailure from asyncio.TimeoutError(f"no answer within {timeout:.2g}s")
+        except (aiohttp.ClientError, OSError) as exc:
             raise _RetryableFailure from exc
+        crc = answer_headers.get("x-amz-crc32")
         if crc is not None and crc.isdigit() and zlib.crc32(raw) != int(crc):
-            raise _RetryableFailure from ValueError("response failed its CRC32 check")
+            raise _RetryableFailure from ValueError("the answer failed its CRC32 check")
         try:
             answer = json.loads(raw) if raw else {}
         except ValueError as exc:
@@ -207,10 +292,10 @@ class DynamoClient:
                 raise _RetryableFailure from exc
             answer = {"message": raw[:200].decode("utf-8", "replace")}
         if not isinstance(answer, dict):
-            raise _RetryableFailure from ValueError("response is not a JSON object")
+            raise _RetryableFailure from ValueError("the answer is not a JSON object")
         if status == 200:
             return answer
-        error = error_for(status, answer)
+        error = error_for(status, answer, answer_headers)
         if error.retryable:
             raise _RetryableFailure from error
         raise error
@@ -253,64 +338,3 @@ class DynamoClient:
                         attempts=attempts,
                     )
                 await asyncio.sleep(delay)
-
-
-async def open_client(
-    *,
-    region: str | None = None,
-    endpoint_url: str | None = None,
-    profile: str | None = None,
-    retry: RetryPolicy | None = None,
-    max_connections: int = 64,
-) -> DynamoClient:
-    """A client whose credentials, region and endpoint botocore resolves.
-
-    Credentials come from botocore's whole chain (environment incl.
-    ``AWS_SESSION_TOKEN``, profiles, SSO, web identity, container and
-    instance metadata) and are refreshed by it. Without ``endpoint_url``,
-    botocore picks it (``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_ENDPOINT_URL``,
-    the profile, or the regional endpoint).
-
-    Args:
-        region: overrides ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` / the profile.
-        endpoint_url: e.g. ``http://127.0.0.1:8000`` for a local server.
-        profile: a profile name from the AWS config files.
-        retry: time budget and backoff.
-        max_connections: size of the connection pool.
-
-    Raises:
-        ConfigurationError: no region or no credentials could be found.
-    """
-    from aiobotocore.session import get_session
-    from botocore.exceptions import BotoCoreError
-
-    session = get_session()
-    try:
-        if profile is not None:
-            session.set_config_variable("profile", profile)
-        region = region or session.get_config_variable("region")
-        if endpoint_url is None:
-            if region is None:
-                raise ConfigurationError(
-                    "no AWS region: pass region= or set AWS_REGION / AWS_DEFAULT_REGION"
-                )
-            async with session.create_client("dynamodb", region_name=region) as client:
-                endpoint_url = client.meta.endpoint_url
-                region = client.meta.region_name
-        source = await session.get_credentials()
-    except BotoCoreError as exc:
-        raise ConfigurationError(f"could not configure AWS access: {exc}") from exc
-    if source is None:
-        raise ConfigurationError(
-            "no AWS credentials found: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
-            "AWS_PROFILE, or run where a role provides them"
-        )
-    assert endpoint_url is not None  # noqa: S101 - narrowed above for the type checker
-    return DynamoClient(
-        endpoint_url=endpoint_url,
-        # a local server does not care about the region, but the signature needs one
-        region=region or "us-east-1",
-        credentials=source.get_frozen_credentials,
-        retry=retry,
-        max_connections=max_connections,
-    )

@@ -6,17 +6,18 @@ import base64
 import binascii
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import DecodeError
 
 __all__ = [
     "ITEM_SIZE_LIMIT",
+    "MOVED_TO",
+    "WRITE_ID",
     "SessionRecord",
     "StoredItem",
     "TableLayout",
-    "lifetime_condition",
     "number",
 ]
 
@@ -28,7 +29,13 @@ EXPIRES = "expires"
 TOUCHED = "touched"
 CREATED = "created"
 VERSION = "ver"
+#: A random token of the last data write: how a retried write recognises its own.
+WRITE_ID = "wid"
+#: Set on an item that regenerate moved: the storage key it moved to (it has ended).
+MOVED_TO = "moved_to"
 
+#: Characters of a write id (base64url of 9 random bytes).
+WRITE_ID_LENGTH = 12
 # Numbers with as many significant digits as a set() may leave behind (seconds and
 # milliseconds until the year 2286, a trillion versions), for the size estimate.
 _WORST_CASE_NUMBERS = {
@@ -37,31 +44,14 @@ _WORST_CASE_NUMBERS = {
     CREATED: 9_999_999_999,
     VERSION: 999_999_999_999,
 }
+#: The latest time a stored number may name: 9999-12-31T23:59:59Z. Beyond it
+#: (or before 1970) an item is corrupt, not a session.
+_LAST_EPOCH_S = 253_402_300_799
 
 
 def number(value: int) -> dict[str, str]:
     """A DynamoDB number attribute value."""
     return {"N": str(value)}
-
-
-def lifetime_condition(
-    now: float, absolute_lifetime_s: float | None, *, alive: bool
-) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """The condition that a session item is live (or has ended) at ``now``.
-
-    Returns the expression and its attribute names (``#e``, ``#c``) and values
-    (``:now``, ``:oldest``): ended means ``expires`` has passed or, with an
-    absolute lifetime, ``created`` is too old.
-    """
-    names = {"#e": EXPIRES}
-    values: dict[str, Any] = {":now": number(int(now))}
-    if absolute_lifetime_s is None:
-        return ("#e > :now" if alive else "#e <= :now"), names, values
-    names["#c"] = CREATED
-    values[":oldest"] = number(int(now - absolute_lifetime_s))
-    if alive:
-        return "#e > :now AND #c > :oldest", names, values
-    return "(#e <= :now OR #c <= :oldest)", names, values
 
 
 def _utc(epoch_seconds: float) -> dt.datetime:
@@ -72,6 +62,9 @@ def _utc(epoch_seconds: float) -> dt.datetime:
 class SessionRecord:
     """A session as read from the store.
 
+    Its ``repr`` shows neither the id nor the data, only the data's keys: it
+    reaches logs and error trackers.
+
     Attributes:
         id: the session id (the cookie's value, never stored).
         data: the user's session dict.
@@ -81,12 +74,20 @@ class SessionRecord:
         created_at: when the session was created (UTC).
     """
 
-    id: str
-    data: dict[str, Any]
+    id: str = field(repr=False)
+    data: dict[str, Any] = field(repr=False)
     version: int
     expires_at: dt.datetime
     touched_at: dt.datetime
     created_at: dt.datetime
+
+    def __repr__(self) -> str:
+        return (
+            f"SessionRecord(id=<hidden>, keys={sorted(map(str, self.data))}, "
+            f"version={self.version}, expires_at={self.expires_at.isoformat()}, "
+            f"touched_at={self.touched_at.isoformat()}, "
+            f"created_at={self.created_at.isoformat()})"
+        )
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class StoredItem:
     touched_ms: int  # epoch milliseconds
     created: int  # epoch seconds
     version: int
+    write_id: str | None = None
 
     def expiry(self, absolute_lifetime_s: float | None) -> float:
         """Epoch seconds at which the session ends, the absolute lifetime included."""
@@ -168,11 +170,19 @@ class TableLayout:
         return item
 
     def item_size(self, storage_key: str, blob: bytes) -> int:
-        """The size DynamoDB counts for a session item, with worst-case metadata."""
-        size = sum(len(name) + len(storage_key.encode()) for name in self.key(storage_key))
+        """The most DynamoDB can count for a session item holding ``blob``.
+
+        Every attribute any write may add is counted at its largest: the
+        numbers, the write id, and the key ``regenerate`` marks a moved item
+        with; names and strings in UTF-8 bytes.
+        """
+        key_bytes = len(storage_key.encode())
+        size = sum(len(name.encode()) + key_bytes for name in self.key(storage_key))
         size += len(DATA) + len(blob)
         for name, value in _WORST_CASE_NUMBERS.items():
             size += len(name) + _number_size(str(value))
+        size += len(WRITE_ID) + WRITE_ID_LENGTH
+        size += len(MOVED_TO) + key_bytes  # the new key has the old one's length
         return size
 
     def parse(self, item: Mapping[str, Any]) -> StoredItem:
@@ -183,12 +193,22 @@ class TableLayout:
                 blob = str(data["S"]).encode()
             else:
                 blob = base64.b64decode(data["B"], validate=True)
+            write_id = item.get(WRITE_ID)
             return StoredItem(
                 blob=blob,
-                expires=int(item[EXPIRES]["N"]),
-                touched_ms=int(item[TOUCHED]["N"]),
-                created=int(item[CREATED]["N"]),
+                expires=_epoch(item, EXPIRES, 1),
+                touched_ms=_epoch(item, TOUCHED, 1000),
+                created=_epoch(item, CREATED, 1),
                 version=int(item[VERSION]["N"]),
+                write_id=None if write_id is None else str(write_id["S"]),
             )
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise DecodeError(f"item is not a session item: {exc!r}") from exc
+
+
+def _epoch(item: Mapping[str, Any], name: str, per_second: int) -> int:
+    """A stored time, refused (``ValueError``) outside 1970 to 9999."""
+    value = int(item[name]["N"])
+    if not 0 <= value <= _LAST_EPOCH_S * per_second:
+        raise ValueError(f"{name}={value} is not a time between 1970 and 9999")
+    return value

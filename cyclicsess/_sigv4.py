@@ -1,7 +1,7 @@
 """AWS Signature Version 4, as pure functions of credentials, request and time.
 
-Only what a DynamoDB JSON request needs: a POST to a fixed path with a body
-and a handful of headers. Tests check it against botocore's own signer; the
+Only what a DynamoDB JSON request needs: a POST to the endpoint's path with a
+body and a handful of headers. Tests check it against botocore's own signer; the
 signing key is cached per day, which is most of the saving over botocore.
 """
 
@@ -11,8 +11,16 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import NamedTuple, Protocol
+from urllib.parse import quote
 
-__all__ = ["Credentials", "FrozenCredentials", "RequestSigner", "authorization", "signing_key"]
+__all__ = [
+    "Credentials",
+    "FrozenCredentials",
+    "RequestSigner",
+    "authorization",
+    "canonical_path",
+    "signing_key",
+]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 
@@ -42,6 +50,25 @@ class Credentials(NamedTuple):
     access_key: str
     secret_key: str
     token: str | None = None
+
+
+def canonical_path(raw_path: str) -> str:
+    """The canonical URI of a request path as sent (already percent-encoded).
+
+    As SigV4 defines it for every service but S3: dot segments and empty
+    segments removed, then each segment encoded again (``%`` becomes ``%25``).
+    """
+    segments: list[str] = []
+    for segment in raw_path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment and segment != ".":
+            segments.append(segment)
+    path = "/" + "/".join(segments)
+    if raw_path.endswith("/") and segments:
+        path += "/"
+    return quote(path, safe="/~")
 
 
 def _hmac(key: bytes, message: str) -> bytes:
@@ -111,12 +138,14 @@ class RequestSigner:
         host: the ``Host`` header value (with the port when it is not the default).
         region: the region in the credential scope.
         service: the service in the credential scope.
+        path: the request path as sent, percent-encoded (``/`` for most endpoints).
     """
 
-    def __init__(self, host: str, region: str, service: str = "dynamodb") -> None:
+    def __init__(self, host: str, region: str, service: str = "dynamodb", path: str = "/") -> None:
         self.host = host
         self.region = region
         self.service = service
+        self.path = canonical_path(path)
         self._cached: tuple[str, str, bytes] = ("", "", b"")
 
     def _key(self, secret_key: str, datestamp: str) -> bytes:
@@ -151,7 +180,7 @@ class RequestSigner:
             key=self._key(credentials.secret_key, datestamp),
             scope=f"{datestamp}/{self.region}/{self.service}/aws4_request",
             method="POST",
-            path="/",
+            path=self.path,
             query="",
             headers=headers,
             payload_sha256=hashlib.sha256(body).hexdigest(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal, Protocol
 
@@ -66,14 +67,39 @@ def _json_default(value: object) -> dict[Any, Any]:
     raise TypeError(type(value).__name__)
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
 def _is_msgpack_leaf(value: object) -> bool:
-    if value is None or isinstance(value, (bool, float, str, bytes, dt.date)):
+    if isinstance(value, str):
+        return _is_utf8(value)
+    if value is None or isinstance(value, (bool, float, bytes, dt.date)):
         return True
     return isinstance(value, int) and _INT_MIN <= value <= _INT_MAX
 
 
 def _is_json_leaf(value: object) -> bool:
-    return value is None or isinstance(value, (bool, int, float, str))
+    if isinstance(value, str):
+        return _is_utf8(value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, (bool, int))
+
+
+def _kind(value: object) -> str:
+    """What is wrong with a value a codec refused, in words."""
+    if isinstance(value, str):
+        return "a string with a lone surrogate (not UTF-8)"
+    if isinstance(value, float):
+        return f"a non-finite float ({value!r})"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "an int out of 64-bit range"
+    return f"unsupported type {type(value).__name__}"
 
 
 def _walk(value: object, path: str) -> Iterator[tuple[str, object]]:
@@ -92,10 +118,7 @@ def _walk(value: object, path: str) -> Iterator[tuple[str, object]]:
 def _unsupported(data: Mapping[str, Any], is_leaf: Any, codec: str) -> EncodeError:
     for path, value in _walk(data, "session"):
         if not is_leaf(value):
-            kind = type(value).__name__
-            if isinstance(value, int):
-                kind = "int out of 64-bit range"
-            return EncodeError(f"{codec} cannot store {path}: unsupported type {kind}")
+            return EncodeError(f"{codec} cannot store {path}: {_kind(value)}")
     return EncodeError(f"{codec} cannot store this session")
 
 
@@ -155,9 +178,10 @@ class JsonCodec:
                 allow_nan=False,
                 default=_json_default,
             )
-        except (TypeError, ValueError) as exc:
+            blob = text.encode()
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
             raise _unsupported(data, _is_json_leaf, "JSON") from exc
-        return text.encode()
+        return blob
 
     def decode(self, blob: bytes) -> dict[str, Any]:
         """Deserialise UTF-8 JSON into a dict."""

@@ -17,9 +17,10 @@
         ├── ValidationError
         ├── ResourceNotFound
         ├── ResourceInUse
-        ├── Throttled
+        ├── Throttled             throttling codes and HTTP 429: retried
+        ├── ReplicatedWriteConflict  a write raced one in another Region: retried
         ├── AccessDenied
-        └── ServerError
+        └── ServerError           HTTP 5xx and transient errors: retried
 
 Botocore's and aiohttp's exceptions never reach the caller unwrapped: they are
 the ``__cause__`` of one of these.
@@ -27,6 +28,7 @@ the ``__cause__`` of one of these.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "DecodeError",
     "DynamoDBError",
     "EncodeError",
+    "ReplicatedWriteConflict",
     "ResourceInUse",
     "ResourceNotFound",
     "ServerError",
@@ -48,6 +51,7 @@ __all__ = [
     "StoreUnavailable",
     "Throttled",
     "ValidationError",
+    "error_code",
     "error_for",
 ]
 
@@ -171,6 +175,15 @@ class Throttled(DynamoDBError):
     retryable = True
 
 
+class ReplicatedWriteConflict(DynamoDBError):
+    """A write met a concurrent one in another Region (multi-Region strong consistency).
+
+    Retried until the budget runs out, as botocore retries it.
+    """
+
+    retryable = True
+
+
 class AccessDenied(DynamoDBError):
     """The credentials are missing, wrong or not allowed to do this."""
 
@@ -181,36 +194,82 @@ class ServerError(DynamoDBError):
     retryable = True
 
 
+# The codes botocore retries for DynamoDB (botocore/data/_retry.json and the
+# throttled and transient codes of botocore/retries/standard.py).
+_THROTTLING_CODES = (
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestThrottledException",
+    "RequestThrottled",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "TransactionInProgressException",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "SlowDown",
+    "EC2ThrottledException",
+)
+_TRANSIENT_CODES = (
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "PriorRequestNotComplete",
+)
 _ERRORS_BY_CODE: dict[str, type[DynamoDBError]] = {
     "ConditionalCheckFailedException": ConditionalCheckFailed,
     "ValidationException": ValidationError,
     "SerializationException": ValidationError,
     "ResourceNotFoundException": ResourceNotFound,
     "ResourceInUseException": ResourceInUse,
-    "ProvisionedThroughputExceededException": Throttled,
-    "ThrottlingException": Throttled,
-    "RequestLimitExceeded": Throttled,
+    "ReplicatedWriteConflictException": ReplicatedWriteConflict,
     "AccessDeniedException": AccessDenied,
     "UnrecognizedClientException": AccessDenied,
     "MissingAuthenticationTokenException": AccessDenied,
     "InvalidSignatureException": AccessDenied,
     "ExpiredTokenException": AccessDenied,
-    "InternalServerError": ServerError,
-    "InternalFailure": ServerError,
-    "ServiceUnavailable": ServerError,
+    **dict.fromkeys(_THROTTLING_CODES, Throttled),
+    **dict.fromkeys(_TRANSIENT_CODES, ServerError),
 }
+#: Statuses that say "slow down" whatever the body: 429 Too Many Requests, 509.
+_THROTTLING_STATUSES = (429, 509)
 
 
-def error_for(status: int, body: dict[str, Any]) -> DynamoDBError:
+def error_code(status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> str:
+    """The error's short name, parsed as botocore parses it.
+
+    From ``__type`` (else the ``x-amzn-ErrorType`` header): the part before
+    the first ``:``, then after the last ``#``;
+    ``"com.amazonaws.dynamodb.v20120810#ThrottlingException"`` and
+    ``"ValidationException:http://internal.amazon.com/..."`` give
+    ``ThrottlingException`` and ``ValidationException``. ``HTTP<status>``
+    when neither is there.
+    """
+    raw = body.get("__type")
+    if not isinstance(raw, str) or not raw:
+        raw = (headers or {}).get("x-amzn-ErrorType", "")
+    return raw.partition(":")[0].rpartition("#")[2] or f"HTTP{status}"
+
+
+def error_for(
+    status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> DynamoDBError:
     """Build the exception for a DynamoDB error answer.
 
     Args:
         status: the HTTP status of the answer.
-        body: its decoded JSON; ``__type`` (``prefix#Code``) picks the class.
+        body: its decoded JSON.
+        headers: its headers (case-insensitive lookup), for ``x-amzn-ErrorType``.
     """
-    code = str(body.get("__type", "")).rpartition("#")[2] or f"HTTP{status}"
+    code = error_code(status, body, headers)
     message = str(body.get("message") or body.get("Message") or "")
     cls = _ERRORS_BY_CODE.get(code)
     if cls is None:
-        cls = ServerError if status >= 500 else DynamoDBError
+        if status in _THROTTLING_STATUSES:
+            cls = Throttled
+        else:
+            cls = ServerError if status >= 500 else DynamoDBError
     return cls(code, message, status=status, body=body)

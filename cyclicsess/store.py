@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -17,24 +18,25 @@ from types import TracebackType
 from typing import Any
 
 from . import table as _table
-from ._dynamo import DynamoClient, RetryPolicy, open_client
+from ._connection import open_client
+from ._dynamo import DynamoClient, RetryPolicy
 from ._item import (
-    DATA,
     ITEM_SIZE_LIMIT,
-    TOUCHED,
-    VERSION,
+    MOVED_TO,
+    WRITE_ID_LENGTH,
     SessionRecord,
     StoredItem,
     TableLayout,
-    lifetime_condition,
-    number,
 )
+from ._requests import Requests
+from ._shared import SharedRun
 from .codec import Codec, MsgpackCodec
 from .errors import (
     ConditionalCheckFailed,
     ConfigurationError,
     CyclicSessError,
     DecodeError,
+    ResourceNotFound,
     SessionConflict,
     SessionNotFound,
     SessionTooLarge,
@@ -48,19 +50,27 @@ log = logging.getLogger("cyclicsess")
 #: A callable returning the current time in epoch seconds (``time.time``).
 Clock = Callable[[], float]
 
-#: Set on an item that regenerate moved: the storage key it moved to (it has ended).
-MOVED_TO = "moved_to"
 # The default touch_interval is ttl / 20: touches, most of a session store's
 # writes, fall from one per 30 s of activity to one per 5% of the lifetime
 # (bench/cost.py: -37% write units on its trace), for a lifetime error of 5%.
 _DEFAULT_TOUCHES_PER_TTL = 20
 
 
-def _seconds(value: timedelta, name: str, *, allow_zero: bool = False) -> float:
+def _seconds(value: object, name: str, *, allow_zero: bool = False) -> float:
+    if not isinstance(value, timedelta):
+        example = f"timedelta(seconds={value})" if isinstance(value, (int, float)) else "timedelta"
+        raise ConfigurationError(
+            f"{name} must be a datetime.timedelta, not {type(value).__name__}: "
+            f"pass {name}={example}"
+        )
     seconds = value.total_seconds()
     if seconds < 0 or (seconds == 0 and not allow_zero):
         raise ConfigurationError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {value}")
     return seconds
+
+
+def _new_write_id() -> str:
+    return secrets.token_urlsafe(WRITE_ID_LENGTH * 3 // 4)
 
 
 class SessionStore:
@@ -132,9 +142,16 @@ class SessionStore:
             if touch_interval is None
             else _seconds(touch_interval, "touch_interval", allow_zero=True)
         )
+        if self.touch_interval_s >= self.ttl_s:
+            raise ConfigurationError(
+                f"touch_interval ({touch_interval}) must be shorter than ttl ({ttl}): "
+                "sessions would expire between touches and log active users out; "
+                "leave touch_interval unset for ttl/20"
+            )
         self.absolute_lifetime_s = (
             None if absolute_lifetime is None else _seconds(absolute_lifetime, "absolute_lifetime")
         )
+        self.requests = Requests(self.layout, self.absolute_lifetime_s)
         self.keep_expired = keep_expired
         self.consistent_read = consistent_read
         self._hasher = KeyHasher(secret, key_prefix)
@@ -147,7 +164,7 @@ class SessionStore:
             "retry": retry,
             "max_connections": max_connections,
         }
-        self._opening = asyncio.Lock()
+        self._opening = SharedRun(lambda: open_client(**self._client_options))
 
     @classmethod
     def from_env(cls, **options: Any) -> SessionStore:
@@ -171,14 +188,17 @@ class SessionStore:
         return self
 
     async def _open_client(self) -> DynamoClient:
-        if self._client is None:
-            async with self._opening:
-                if self._client is None:
-                    self._client = await open_client(**self._client_options)
-        return self._client
+        client = self._client
+        if client is None:
+            # Concurrent first calls share one resolution (on any event loop).
+            client = self._client = await asyncio.shield(self._opening.task())
+        return client
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the running event loop's connection pool; the store reopens it when used.
+
+        What was resolved (credentials, region, endpoint) is kept.
+        """
         if self._client is not None:
             await self._client.close()
 
@@ -210,14 +230,20 @@ class SessionStore:
         """A short, non-reversible tag of a session for log lines."""
         return storage_key[len(self._hasher.prefix) :][:12]
 
-    def _request(self, storage_key: str, **fields: Any) -> dict[str, Any]:
-        return {"TableName": self.layout.table, "Key": self.layout.key(storage_key), **fields}
-
-    def _alive_condition(self, now: float) -> tuple[str, dict[str, str], dict[str, Any]]:
-        """The condition that the item exists and has not expired at ``now``."""
-        alive, names, values = lifetime_condition(now, self.absolute_lifetime_s, alive=True)
-        names["#k"] = self.layout.hash_key
-        return f"attribute_exists(#k) AND {alive}", names, values
+    async def _call(self, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send one request; a missing table is named, with how to create it."""
+        client = self._client or await self._open_client()
+        try:
+            return await client.call(operation, payload)
+        except ResourceNotFound as exc:
+            table = self.layout.table
+            raise ResourceNotFound(
+                exc.code,
+                f"table {table!r} does not exist (or is not ACTIVE yet); create it with "
+                f"`python -m cyclicsess ensure-table {table}` or `await store.ensure_table()`",
+                status=exc.status,
+                body=exc.body,
+            ) from exc
 
     def _encode(self, data: Mapping[str, Any], storage_key: str) -> bytes:
         blob = self.codec.encode(data)
@@ -232,9 +258,10 @@ class SessionStore:
 
     async def _read(self, storage_key: str, *, consistent: bool) -> StoredItem | None:
         """The item under ``storage_key``, or None if absent or unreadable."""
-        client = await self._open_client()
-        answer = await client.call("GetItem", self._request(storage_key, ConsistentRead=consistent))
-        item = answer.get("Item")
+        answer = await self._call("GetItem", self.requests.read(storage_key, consistent=consistent))
+        return self._parsed(storage_key, answer.get("Item"))
+
+    def _parsed(self, storage_key: str, item: dict[str, Any] | None) -> StoredItem | None:
         if not item:
             return None
         try:
@@ -246,11 +273,14 @@ class SessionStore:
     async def _item_after(
         self, storage_key: str, failure: ConditionalCheckFailed
     ) -> dict[str, Any] | None:
-        """The item a failed condition met: ``ALL_OLD`` if sent, else a consistent read."""
-        if failure.item is not None:
+        """The item a failed condition met, read again only if the server could not say.
+
+        A server that honours ``ALL_OLD`` (DynamoDB) sends the item, or nothing
+        when there is none; others (dynalite) never send it.
+        """
+        if failure.item is not None or self.client.returns_old_items:
             return failure.item
-        client = await self._open_client()  # the server ignored ALL_OLD
-        answer = await client.call("GetItem", self._request(storage_key, ConsistentRead=True))
+        answer = await self._call("GetItem", self.requests.read(storage_key, consistent=True))
         item: dict[str, Any] | None = answer.get("Item")
         return item
 
@@ -260,18 +290,8 @@ class SessionStore:
         A PutItem retried after its answer was lost fails its condition on its
         own first write: when the stored item is exactly ours, that is success.
         """
-        client = await self._open_client()
         try:
-            await client.call(
-                "PutItem",
-                {
-                    "TableName": self.layout.table,
-                    "Item": item,
-                    "ConditionExpression": "attribute_not_exists(#k)",
-                    "ExpressionAttributeNames": {"#k": self.layout.hash_key},
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                },
-            )
+            await self._call("PutItem", self.requests.create(item))
         except ConditionalCheckFailed as failure:
             if failure.attempts < 2:
                 raise  # a real clash of 256-bit ids: never expected
@@ -332,18 +352,8 @@ class SessionStore:
         return stored.record(sid, data, self.absolute_lifetime_s)
 
     async def _delete_expired(self, storage_key: str, now: float) -> None:
-        expired, names, values = lifetime_condition(now, self.absolute_lifetime_s, alive=False)
-        client = await self._open_client()
         try:
-            await client.call(
-                "DeleteItem",
-                self._request(
-                    storage_key,
-                    ConditionExpression=expired,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                ),
-            )
+            await self._call("DeleteItem", self.requests.delete_if_ended(storage_key, now=now))
         except ConditionalCheckFailed:
             pass  # renewed or deleted meanwhile
         except CyclicSessError as exc:  # clean-up only: the read's answer stands
@@ -351,6 +361,9 @@ class SessionStore:
 
     async def set(self, sid: str, data: Mapping[str, Any], *, version: int | None = None) -> int:
         """Replace a live session's data, renew its lifetime, return the new version.
+
+        The write applies once, however often its request is retried (each
+        write carries a random write id only it has).
 
         Args:
             sid: the session id.
@@ -369,64 +382,36 @@ class SessionStore:
         storage_key = self._hasher.storage_key(sid)
         blob = self._encode(data, storage_key)
         now = self._clock()
-        condition, names, values = self._alive_condition(now)
-        names.update({"#d": DATA, "#t": TOUCHED, "#v": VERSION})
-        values.update(
-            {
-                ":d": self.layout.data_value(blob),
-                ":e": number(int(now + self.ttl_s)),
-                ":t": number(int(now * 1000)),
-                ":one": number(1),
-            }
+        write_id = _new_write_id()
+        payload = self.requests.save(
+            storage_key, blob, now=now, ttl_s=self.ttl_s, write_id=write_id, version=version
         )
-        if version is not None:
-            condition += " AND #v = :ver"
-            values[":ver"] = number(version)
-        client = await self._open_client()
         try:
-            answer = await client.call(
-                "UpdateItem",
-                self._request(
-                    storage_key,
-                    UpdateExpression="SET #d = :d, #e = :e, #t = :t, #v = #v + :one",
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                    # With a version the new one is known: do not download the data
-                    # again (UPDATED_NEW would return it, being updated too).
-                    ReturnValues="NONE" if version is not None else "UPDATED_NEW",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                ),
-            )
+            answer = await self._call("UpdateItem", payload)
         except ConditionalCheckFailed as failure:
-            return await self._explain_failed_set(storage_key, failure, version, blob, now)
+            return await self._explain_failed_set(storage_key, failure, version, write_id, now)
         if version is not None:
             return version + 1
-        return int(answer["Attributes"][VERSION]["N"])
+        return int(answer["Attributes"]["ver"]["N"])
 
     async def _explain_failed_set(
         self,
         storage_key: str,
         failure: ConditionalCheckFailed,
         version: int | None,
-        blob: bytes,
+        write_id: str,
         now: float,
     ) -> int:
-        """Tell a missing or expired session from a conflict after a failed ``set``."""
+        """Tell our own earlier attempt, a missing or expired session and a conflict apart."""
         old = await self._item_after(storage_key, failure)
         try:
             stored = self.layout.parse(old) if old else None
         except DecodeError:
             stored = None
+        if stored is not None and stored.write_id == write_id:
+            return stored.version  # our first attempt applied; its answer was lost
         if stored is None or stored.expiry(self.absolute_lifetime_s) <= now:
             raise SessionNotFound("the session does not exist or has expired") from failure
-        if (
-            version is not None
-            and failure.attempts > 1
-            and stored.version == version + 1
-            and stored.blob == blob
-        ):
-            return stored.version  # our own first attempt: its answer was lost, then retried
         raise SessionConflict(
             f"session was saved by another writer (read version {version}, "
             f"stored version {stored.version})",
@@ -462,20 +447,9 @@ class SessionStore:
                 touched_s = stored.touched_ms / 1000
             if now - touched_s < self.touch_interval_s:
                 return False
-        condition, names, values = self._alive_condition(now)
-        names["#t"] = TOUCHED
-        values.update({":e": number(int(now + self.ttl_s)), ":t": number(int(now * 1000))})
-        client = await self._open_client()
         try:
-            await client.call(
-                "UpdateItem",
-                self._request(
-                    storage_key,
-                    UpdateExpression="SET #e = :e, #t = :t",
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                ),
+            await self._call(
+                "UpdateItem", self.requests.touch(storage_key, now=now, ttl_s=self.ttl_s)
             )
         except ConditionalCheckFailed:
             return False
@@ -485,8 +459,7 @@ class SessionStore:
         """Delete a session; a no-op for unknown or malformed ids."""
         if not is_well_formed(sid):
             return
-        client = await self._open_client()
-        await client.call("DeleteItem", self._request(self._hasher.storage_key(sid)))
+        await self._call("DeleteItem", self.requests.delete(self._hasher.storage_key(sid)))
 
     async def regenerate(self, sid: str) -> str:
         """Move a live session to a new id and delete the old one; return the new id.
@@ -514,22 +487,9 @@ class SessionStore:
         new_sid = new_session_id()
         new_key = self._hasher.storage_key(new_sid)
         now = self._clock()
-        condition, names, values = self._alive_condition(now)
-        names["#m"] = MOVED_TO
-        values.update({":dead": number(int(now)), ":to": {"S": new_key}})
-        client = await self._open_client()
         try:
-            answer = await client.call(
-                "UpdateItem",
-                self._request(
-                    old_key,
-                    UpdateExpression="SET #e = :dead, #m = :to",  # ended now, data kept
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                    ReturnValues="ALL_OLD",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                ),
+            answer = await self._call(
+                "UpdateItem", self.requests.end_and_mark(old_key, now=now, moved_to=new_key)
             )
             old_item = answer.get("Attributes") or {}
         except ConditionalCheckFailed as failure:
@@ -561,7 +521,7 @@ class SessionStore:
         )
         await self._put_new(new_key, item)
         try:  # the old item is dead already: deleting it only tidies up
-            await client.call("DeleteItem", self._request(old_key))
+            await self._call("DeleteItem", self.requests.delete(old_key))
         except CyclicSessError as exc:
             log.warning("session %s moved; old item left to expire: %s", self._log_id(old_key), exc)
         return moved.record(new_sid, data, self.absolute_lifetime_s)
@@ -575,17 +535,18 @@ class SessionStore:
         await _table.ensure_table(await self._open_client(), self.layout, timeout=timeout)
 
     async def purge_expired(self, *, grace: timedelta = timedelta(minutes=5)) -> int:
-        """Delete every session expired more than ``grace`` ago; return how many.
+        """Delete every session that ended more than ``grace`` ago; return how many.
 
         A maintenance job for tables DynamoDB's TTL sweeps too slowly (or, on a
-        local server, never). An expired session can never become live again,
-        so deleting what a strongly consistent scan found expired is safe; the
-        grace covers clocks of this host and the web servers that disagree.
+        local server, never). The grace is how far the clocks of this host and
+        of the web servers may disagree: a session is deleted only if it had
+        ended ``grace`` before this host's now, both when the scan found it and
+        when its (conditional) delete is applied, so a session renewed in
+        between is never deleted.
         """
         return await _table.purge_expired(
             await self._open_client(),
-            self.layout,
+            self.requests,
             key_prefix=self._hasher.prefix,
-            now=self._clock() - grace.total_seconds(),
-            absolute_lifetime_s=self.absolute_lifetime_s,
+            cutoff=lambda: self._clock() - _seconds(grace, "grace", allow_zero=True),
         )

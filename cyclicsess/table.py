@@ -1,4 +1,4 @@
-"""Table management: create on request, wait for ACTIVE, enable TTL, purge expired items.
+"""Table management: create on request, wait for ACTIVE, enable TTL, purge ended items.
 
 Nothing here runs unless asked: a store never creates tables by itself.
 """
@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from ._dynamo import DynamoClient
-from ._item import EXPIRES, TableLayout, lifetime_condition
-from .errors import ConfigurationError, DynamoDBError, ResourceInUse, ResourceNotFound
+from ._item import EXPIRES, TableLayout
+from ._requests import Requests, lifetime_condition
+from .errors import (
+    ConditionalCheckFailed,
+    ConfigurationError,
+    DynamoDBError,
+    ResourceInUse,
+    ResourceNotFound,
+)
 
 __all__ = ["ensure_table", "purge_expired"]
 
@@ -115,35 +123,70 @@ async def _enable_ttl(client: DynamoClient, table: str) -> None:
         )
 
 
+#: Conditional deletes of one purge in flight at once.
+_PURGE_CONCURRENCY = 16
+
+
 async def purge_expired(
     client: DynamoClient,
-    layout: TableLayout,
+    requests: Requests,
     *,
     key_prefix: str,
-    now: float,
-    absolute_lifetime_s: float | None,
+    cutoff: Callable[[], float],
 ) -> int:
-    """Delete every session item expired at ``now``; return how many.
+    """Delete every session item that had ended at ``cutoff()``; return how many.
 
-    Scans the table (paginated) for items under ``key_prefix`` whose
-    ``expires`` (or absolute lifetime) has passed and deletes them in batches.
+    Scans the table (paginated, strongly consistent) for items under
+    ``key_prefix`` that had ended at the cut-off, and deletes each on the
+    condition that it still has at the time of its delete: a session renewed
+    after the scan saw it is left alone.
     """
-    expired, names, values = lifetime_condition(now, absolute_lifetime_s, alive=False)
+    layout = requests.layout
+    ended, names, values = lifetime_condition(cutoff(), requests.absolute_lifetime_s, alive=False)
     names["#k"] = layout.hash_key
     if key_prefix:
         values[":prefix"] = {"S": key_prefix}
-        expired += " AND begins_with(#k, :prefix)"
+        ended += " AND begins_with(#k, :prefix)"
     projection = ", ".join(["#k"] + (["#r"] if layout.range_key else []))
     if layout.range_key:
         names["#r"] = layout.range_key
     scan = {
         "TableName": layout.table,
         "ConsistentRead": True,  # a stale replica must not show a renewed item as expired
-        "FilterExpression": expired,
+        "FilterExpression": ended,
         "ProjectionExpression": projection,
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
     }
-    deletes = [{"DeleteRequest": {"Key": key}} async for key in client.scan(scan)]
-    await client.batch_write(layout.table, deletes)
-    return len(deletes)
+    slots = asyncio.Semaphore(_PURGE_CONCURRENCY)
+    running: set[asyncio.Task[None]] = set()
+    failures: list[Exception] = []
+    deleted = 0
+
+    async def delete(storage_key: str) -> None:
+        nonlocal deleted
+        try:
+            await client.call("DeleteItem", requests.delete_if_ended(storage_key, now=cutoff()))
+            deleted += 1
+        except ConditionalCheckFailed:
+            pass  # renewed (or deleted) since the scan
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            slots.release()
+
+    try:
+        async for item in client.scan(scan):
+            if failures:
+                break
+            await slots.acquire()  # at most _PURGE_CONCURRENCY deletes in flight
+            task = asyncio.ensure_future(delete(item[layout.hash_key]["S"]))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        await asyncio.gather(*running)
+    finally:
+        for task in running:
+            task.cancel()
+    if failures:
+        raise failures[0]
+    return deleted

@@ -12,6 +12,10 @@ It listens on 127.0.0.1 (a free port) inside the running event loop and
 forwards each request's body and DynamoDB headers upstream, relaying the
 status, the body and ``x-amz-crc32``. The signature the client computed for
 the proxy's host is forwarded unchanged: dynalite and moto do not check it.
+It can also stand in for what sits in front of real DynamoDB: TLS with a
+certificate of its own CA (``ssl_context``), a gateway serving DynamoDB under
+a path (``path``), and SigV4 checking as AWS does it (``check_signatures``:
+a wrong signature is answered with AWS's ``InvalidSignatureException``).
 
 A fault plan is a queue of rules; each request takes the first rule whose
 operation filter matches it, and passes through when none does:
@@ -37,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import struct
 import zlib
 from dataclasses import dataclass
@@ -45,6 +50,8 @@ from typing import Literal, NamedTuple, get_args
 
 import aiohttp
 from aiohttp import web
+
+from tests.sigcheck import signature_problem
 
 __all__ = ["FAULT_KINDS", "Fault", "FaultKind", "FaultProxy"]
 
@@ -135,22 +142,38 @@ class FaultProxy:
         stall: seconds a ``stall`` fault holds a request (at most 10); make it
             longer than the client's attempt timeout.
         upstream_timeout: the most time one forwarded request may take.
+        ssl_context: serve HTTPS with this context (its certificate) instead of HTTP.
+        path: serve under this path (``/dynamodb``); forwarded without it.
+        check_signatures: secret keys by access key id; if given, every
+            request's SigV4 signature is checked as AWS checks it.
 
     Attributes:
         url: the proxy's own URL, once entered.
+        access_keys: the access key id of every request, in order.
         requests: the operation of every request seen, faulted or not, in order.
         faults_injected: every fault injected, in order.
         upstream_errors: failures talking to the upstream (answered as 502s).
     """
 
     def __init__(
-        self, upstream_url: str, *, stall: float = 2.0, upstream_timeout: float = 10.0
+        self,
+        upstream_url: str,
+        *,
+        stall: float = 2.0,
+        upstream_timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+        path: str = "",
+        check_signatures: dict[str, str] | None = None,
     ) -> None:
         if not 0 < stall <= MAX_STALL_S:
             raise ValueError(f"stall must be in (0, {MAX_STALL_S}] seconds, not {stall}")
         self.upstream_url = upstream_url.rstrip("/")
         self.stall = stall
         self.upstream_timeout = upstream_timeout
+        self.ssl_context = ssl_context
+        self.path = path.rstrip("/")
+        self.check_signatures = check_signatures
+        self.access_keys: list[str] = []
         self.url = ""
         self.requests: list[str] = []
         self.faults_injected: list[Fault] = []
@@ -231,13 +254,14 @@ class FaultProxy:
         try:
             sock.bind(("127.0.0.1", 0))
             await self._runner.setup()
-            await web.SockSite(self._runner, sock).start()
+            await web.SockSite(self._runner, sock, ssl_context=self.ssl_context).start()
         except BaseException:
             sock.close()
             await self._stop()
             raise
         host, port = sock.getsockname()[:2]
-        self.url = f"http://{host}:{port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        self.url = f"{scheme}://{host}:{port}{self.path}"
         return self
 
     async def __aexit__(
@@ -265,6 +289,14 @@ class FaultProxy:
         body = await request.read()
         operation = _operation(request)
         self.requests.append(operation)
+        authorization = request.headers.get("authorization", "")
+        self.access_keys.append(authorization.partition("Credential=")[2].partition("/")[0])
+        if not request.path.startswith(self.path + "/") and request.path != self.path:
+            return _error(404, "faultproxy#NotFound", f"nothing is served at {request.path}")
+        if self.check_signatures is not None:
+            problem = signature_problem(request, body, self.check_signatures)
+            if problem is not None:
+                return _error(400, "com.amazon.coral.service#InvalidSignatureException", problem)
         kind = self._take(operation)
         if kind is None:
             return await self._forward(request, body)
@@ -306,7 +338,7 @@ class FaultProxy:
     async def _forward(self, request: web.Request, body: bytes) -> web.Response:
         assert self._upstream is not None
         headers = {name: request.headers[name] for name in _FORWARDED if name in request.headers}
-        url = self.upstream_url + request.rel_url.raw_path_qs
+        url = self.upstream_url + (request.rel_url.raw_path_qs[len(self.path) :] or "/")
         try:
             async with self._upstream.request(
                 request.method, url, data=body, headers=headers
@@ -318,7 +350,9 @@ class FaultProxy:
             # not a planned fault: say so plainly (a 502 the client retries, whose
             # message ends up in StoreUnavailable) and keep it for the test to see
             self.upstream_errors.append(exc)
-            payload = json.dumps(
-                {"__type": "faultproxy#UpstreamError", "message": f"upstream failed: {exc!r}"}
-            ).encode()
-            return web.Response(status=502, body=payload, headers={"content-type": _JSON})
+            return _error(502, "faultproxy#UpstreamError", f"upstream failed: {exc!r}")
+
+
+def _error(status: int, type_: str, message: str) -> web.Response:
+    payload = json.dumps({"__type": type_, "message": message}).encode()
+    return web.Response(status=status, body=payload, headers={"content-type": _JSON})

@@ -51,6 +51,13 @@ async def test_size_limit_is_dynamodbs_own(store: SessionStore) -> None:
         await store.set(sid, {"b": b"x" * (padding + 1)})
     record = await store.get(sid)
     assert record is not None and len(record.data["b"]) == padding
+    # every write may add what it adds (regenerate marks the old item): still within
+    moved = await store.regenerate(sid)
+    assert await store.set(moved, largest) == 2
+    record = await store.get(moved)
+    assert record is not None and len(record.data["b"]) == padding
+    created = await store.create(largest)
+    assert await store.regenerate(created) != created
 
 
 def _corruptions() -> dict[str, Any]:
@@ -68,6 +75,9 @@ def _corruptions() -> dict[str, Any]:
         "string expires": lambda item: item.update(expires={"S": "tomorrow"}),
         "no version": lambda item: item.pop("ver"),
         "list version": lambda item: item.update(ver={"L": []}),
+        "touched past the year 9999": lambda item: item.update(touched={"N": "1" + "0" * 30}),
+        "expires past the year 9999": lambda item: item.update(expires={"N": "99999999999999"}),
+        "negative created": lambda item: item.update(created={"N": "-86400"}),
     }
 
 

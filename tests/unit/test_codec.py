@@ -51,7 +51,7 @@ def test_msgpack_keeps_datetimes_and_dates() -> None:
     [
         ({"cart": [1, {"when": {1, 2}}]}, "session['cart'][1]['when']: unsupported type set"),
         ({"obj": object()}, "session['obj']: unsupported type object"),
-        ({"big": 2**80}, "session['big']: unsupported type int out of 64-bit range"),
+        ({"big": 2**80}, "session['big']: an int out of 64-bit range"),
     ],
 )
 def test_msgpack_names_the_unsupported_value(data: dict[str, Any], fragment: str) -> None:
@@ -109,3 +109,24 @@ def test_any_mapping_is_stored_as_a_dict(codec: MsgpackCodec | JsonCodec) -> Non
 
     data = MappingProxyType({"a": MappingProxyType({"b": 1})})
     assert codec.decode(codec.encode(data)) == {"a": {"b": 1}}
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"name": "caf\udce9"}, "session['name']: a string with a lone surrogate"),
+        ({"caf\udce9": 1}, "session['caf\\udce9'] (key): a string with a lone surrogate"),
+        ({"score": float("nan")}, "session['score']: a non-finite float (nan)"),
+        ({"xs": [1.0, float("-inf")]}, "session['xs'][1]: a non-finite float (-inf)"),
+    ],
+)
+def test_json_refuses_what_json_text_cannot_hold(data: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(EncodeError) as info:
+        JsonCodec().encode(data)
+    assert fragment in str(info.value)
+
+
+def test_msgpack_refuses_a_lone_surrogate_by_name() -> None:
+    with pytest.raises(EncodeError, match=r"session\['n'\]: a string with a lone surrogate"):
+        MsgpackCodec().encode({"n": "\ud800"})
+    assert MsgpackCodec().decode(MsgpackCodec().encode({"x": float("inf")})) == {"x": float("inf")}

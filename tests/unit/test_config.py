@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import inspect
 from datetime import timedelta
+from pathlib import Path
 
+import aiohttp
 import pytest
 
-from cyclicsess import ConfigurationError, DynamoClient, RetryPolicy, SessionStore, open_client
+from cyclicsess import (
+    ConfigurationError,
+    DynamoClient,
+    RetryPolicy,
+    SessionRecord,
+    SessionStore,
+    open_client,
+)
 from cyclicsess._sigv4 import Credentials
 
 
@@ -51,10 +62,10 @@ async def test_region_and_endpoint_come_from_botocore(monkeypatch: pytest.Monkey
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
     client = await open_client()
     assert client.region == "eu-central-1"
-    assert client.endpoint_url == "https://dynamodb.eu-central-1.amazonaws.com"
+    assert client.endpoint_url == "https://dynamodb.eu-central-1.amazonaws.com/"
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")
     client = await open_client()
-    assert client.endpoint_url == "http://127.0.0.1:9"
+    assert client.endpoint_url == "http://127.0.0.1:9/"
 
 
 @pytest.mark.parametrize(
@@ -97,3 +108,100 @@ def test_from_env_needs_a_table(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_closed_store_client_is_a_clear_error() -> None:
     with pytest.raises(ConfigurationError, match="not open"):
         SessionStore("t").client  # noqa: B018 - the property access is the test
+
+
+@pytest.mark.usefixtures("no_aws")
+async def test_aws_region_alone_is_enough(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AK")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SK")
+    monkeypatch.setenv("AWS_REGION", "ap-southeast-2")
+    client = await open_client()
+    assert client.region == "ap-southeast-2"
+    assert client.endpoint_url == "https://dynamodb.ap-southeast-2.amazonaws.com/"
+
+
+@pytest.mark.usefixtures("no_aws")
+async def test_aws_region_comes_before_the_default_region_and_the_profile(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    config.write_text("[default]\nregion = sa-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AK")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SK")
+    assert (await open_client()).region == "sa-east-1"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-north-1")
+    assert (await open_client()).region == "eu-north-1"
+    monkeypatch.setenv("AWS_REGION", "us-west-2")
+    assert (await open_client()).region == "us-west-2"
+    assert (await open_client(region="eu-west-3")).region == "eu-west-3"
+
+
+async def static_credentials() -> Credentials:
+    return Credentials("a", "b")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://gw.example/dynamodb?stage=prod",
+        "https://gw.example/#fragment",
+        "https://user:pass@gw.example/",
+    ],
+)
+def test_an_endpoint_with_a_query_is_refused_clearly(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="must not carry a query"):
+        DynamoClient(endpoint_url=url, region="r", credentials=static_credentials)
+
+
+def test_an_endpoint_path_is_kept() -> None:
+    client = DynamoClient(
+        endpoint_url="https://gw.example/dynamodb", region="r", credentials=static_credentials
+    )
+    assert client.endpoint_url == "https://gw.example/dynamodb"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"ttl": 3600}, r"ttl must be a datetime.timedelta.*ttl=timedelta\(seconds=3600\)"),
+        ({"touch_interval": 30}, r"touch_interval=timedelta\(seconds=30\)"),
+        ({"absolute_lifetime": "1d"}, "absolute_lifetime must be a datetime.timedelta"),
+        (
+            {"ttl": timedelta(minutes=10), "touch_interval": timedelta(minutes=10)},
+            "touch_interval .* must be shorter than ttl",
+        ),
+        (
+            {"ttl": timedelta(minutes=10), "touch_interval": timedelta(hours=1)},
+            "log active users out",
+        ),
+    ],
+)
+def test_wrong_durations_say_how_to_fix_them(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        SessionStore("t", **options)  # type: ignore[arg-type]
+
+
+def test_a_record_repr_hides_the_id_and_the_data() -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    sid = "A" * 43
+    record = SessionRecord(sid, {"csrf": "s3cret-token"}, 3, now, now, now)
+    text = repr(record)
+    assert sid not in text
+    assert "s3cret-token" not in text
+    assert "'csrf'" in text
+    assert "version=3" in text
+    assert sid not in str(record)
+
+
+async def test_the_dns_cache_lifetime_is_aiohttp_default() -> None:
+    client = DynamoClient(
+        endpoint_url="http://127.0.0.1:9", region="r", credentials=static_credentials
+    )
+    pool = await client._pools.open()
+    try:
+        default = inspect.signature(aiohttp.TCPConnector).parameters["ttl_dns_cache"].default
+        # aiohttp keeps the lifetime in its DNS cache table (no public accessor)
+        assert pool.http.connector._cached_hosts._ttl == default == 10  # type: ignore[union-attr]
+    finally:
+        await client.close()

@@ -60,3 +60,64 @@ def test_conditional_check_failed_exposes_the_old_item() -> None:
     assert isinstance(error, errors.ConditionalCheckFailed)
     assert error.item == item
     assert errors.error_for(400, {"__type": "x#ConditionalCheckFailedException"}).item is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "code"),
+    [
+        (
+            400,
+            {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException"},
+            {},
+            "ThrottlingException",
+        ),
+        (
+            400,
+            {"__type": "ValidationException:http://internal.amazon.com/coral/com.amazon.coral/"},
+            {},
+            "ValidationException",
+        ),
+        (400, {"__type": "com.amazon.coral#A:http://x#y"}, {}, "A"),
+        (
+            400,
+            {},
+            {"x-amzn-ErrorType": "ThrottlingException:http://internal/"},
+            "ThrottlingException",
+        ),
+        (
+            400,
+            {"__type": ""},
+            {"x-amzn-ErrorType": "AccessDeniedException"},
+            "AccessDeniedException",
+        ),
+        (502, {}, {}, "HTTP502"),
+    ],
+)
+def test_error_code_is_parsed_as_botocore_parses_it(
+    status: int, body: dict[str, str], headers: dict[str, str], code: str
+) -> None:
+    assert errors.error_code(status, body, headers) == code
+    assert errors.error_for(status, body, headers).code == code
+
+
+@pytest.mark.parametrize(
+    ("status", "type_", "cls"),
+    [
+        (
+            409,
+            "com.amazonaws.dynamodb.v20120810#ReplicatedWriteConflictException",
+            errors.ReplicatedWriteConflict,
+        ),
+        (429, "", errors.Throttled),
+        (400, "com.amazonaws.dynamodb.v20120810#TransactionInProgressException", errors.Throttled),
+        (400, "com.amazon.coral.service#RequestTimeoutException", errors.ServerError),
+        (509, "", errors.Throttled),
+        (504, "", errors.ServerError),
+    ],
+)
+def test_what_botocore_retries_is_retryable(
+    status: int, type_: str, cls: type[errors.DynamoDBError]
+) -> None:
+    error = errors.error_for(status, {"__type": type_} if type_ else {})
+    assert type(error) is cls
+    assert error.retryable

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from cyclicsess import DecodeError
-from cyclicsess._item import TableLayout
+from cyclicsess._item import MOVED_TO, VERSION, WRITE_ID, WRITE_ID_LENGTH, TableLayout
 
 
 def test_key_fills_both_attributes_of_a_single_table_layout() -> None:
@@ -28,15 +28,51 @@ def test_new_item_parses_back() -> None:
     )
 
 
-def test_size_estimate_covers_the_real_item() -> None:
-    layout = TableLayout("t", "pk", "sk")
+def attribute_size(name: str, value: dict[str, str]) -> int:
+    """What DynamoDB counts for one attribute (names in UTF-8; numbers as stored)."""
+    ((kind, text),) = value.items()
+    if kind == "N":
+        digits = text.lstrip("-").replace(".", "").strip("0") or "0"
+        return len(name.encode()) + (len(digits) + 1) // 2 + 2
+    raw = base64.b64decode(text) if kind == "B" else text.encode()
+    return len(name.encode()) + len(raw)
+
+
+@pytest.mark.parametrize(
+    ("hash_key", "range_key"), [("id", None), ("pk", "sk"), ("clé", "sörtkey")]
+)
+def test_size_estimate_covers_every_attribute_any_write_adds(
+    hash_key: str, range_key: str | None
+) -> None:
+    layout = TableLayout("t", hash_key, range_key)
+    key = "sess:" + "k" * 43
     blob = b"x" * 1000
     item = layout.new_item(
-        "sess:key", blob, expires=2_000_000_000, touched_ms=2 * 10**12, created=2_000_000_000
+        key, blob, expires=9_999_999_999, touched_ms=9_999_999_999_999, created=9_999_999_999
     )
-    exact = sum(len(name) for name in item) + 2 * len("sess:key") + len(blob)
-    estimate = layout.item_size("sess:key", blob)
-    assert exact < estimate < exact + 64
+    item[VERSION] = {"N": "999999999999"}
+    item[WRITE_ID] = {"S": "w" * WRITE_ID_LENGTH}  # what set() adds
+    item[MOVED_TO] = {"S": "sess:" + "m" * 43}  # what regenerate() adds
+    exact = sum(attribute_size(name, value) for name, value in item.items())
+    estimate = layout.item_size(key, blob)
+    assert exact <= estimate < exact + 16
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("touched", "1" + "0" * 30),
+        ("expires", "99999999999999"),
+        ("created", "-5"),
+        ("touched", "-1"),
+    ],
+)
+def test_a_time_out_of_range_makes_the_item_unreadable(name: str, value: str) -> None:
+    layout = TableLayout("t")
+    item = layout.new_item("k", b"x", expires=1, touched_ms=1, created=1)
+    item[name] = {"N": value}
+    with pytest.raises(DecodeError, match="between 1970 and 9999"):
+        layout.parse(item)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
 from cyclicsess import Credentials
-from cyclicsess._sigv4 import RequestSigner, signing_key
+from cyclicsess._sigv4 import RequestSigner, canonical_path, signing_key
 
 
 def test_signing_key_matches_the_aws_documentation_example() -> None:
@@ -97,3 +97,33 @@ def test_signing_key_is_recomputed_when_the_day_or_secret_changes() -> None:
     assert headers["authorization"] != day_one
     signer.sign(Credentials("AK", "secret-two"), "20261128T000000Z", other := {}, b"{}")
     assert other["authorization"] != headers["authorization"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/dynamodb", "/dynamodb/", "/a/b/../c", "//double//slash", "/with%20space", "/~tilde/x.y"],
+)
+def test_an_endpoint_path_is_signed_as_botocore_signs_it(
+    monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    amz_date = SIGNING_TIME.strftime("%Y%m%dT%H%M%SZ")
+    body = b'{"TableName":"t"}'
+    headers = {"content-type": "application/x-amz-json-1.0", "x-amz-target": "T.GetItem"}
+    RequestSigner("gw.example", "eu-west-1", path=path).sign(credentials, amz_date, headers, body)
+    expected = botocore_authorization(
+        monkeypatch,
+        credentials,
+        f"https://gw.example{path}",
+        "eu-west-1",
+        {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "T.GetItem"},
+        body,
+    )
+    assert headers["authorization"] == expected
+
+
+def test_canonical_path_encodes_segments_again() -> None:
+    assert canonical_path("") == "/"
+    assert canonical_path("/") == "/"
+    assert canonical_path("/a%2Fb") == "/a%252Fb"
+    assert canonical_path("/x/./y/../z/") == "/x/z/"

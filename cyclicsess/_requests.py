@@ -1,0 +1,173 @@
+"""The DynamoDB requests of the store's operations, built as plain payloads.
+
+Pure functions of a table layout, a storage key and the time: every
+condition and its placeholders are written here once, and unit tests read
+them without a server. The store decides when to send which.
+
+Placeholders: ``#k`` the hash key, ``#e`` expires, ``#c`` created, ``#t``
+touched, ``#d`` data, ``#v`` version, ``#w`` write id, ``#m`` moved-to;
+``:now``, ``:oldest`` (the absolute lifetime's cut-off), ``:e``, ``:t``,
+``:d``, ``:w``, ``:ver``, ``:one``, ``:dead``, ``:to``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ._item import (
+    CREATED,
+    DATA,
+    EXPIRES,
+    MOVED_TO,
+    TOUCHED,
+    VERSION,
+    WRITE_ID,
+    TableLayout,
+    number,
+)
+
+__all__ = ["Requests", "lifetime_condition"]
+
+Payload = dict[str, Any]
+
+
+def lifetime_condition(
+    now: float, absolute_lifetime_s: float | None, *, alive: bool
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The condition that a session item is live (or has ended) at ``now``.
+
+    Returns the expression and its attribute names (``#e``, ``#c``) and values
+    (``:now``, ``:oldest``): ended means ``expires`` has passed or, with an
+    absolute lifetime, ``created`` is too old.
+    """
+    names = {"#e": EXPIRES}
+    values: dict[str, Any] = {":now": number(int(now))}
+    if absolute_lifetime_s is None:
+        return ("#e > :now" if alive else "#e <= :now"), names, values
+    names["#c"] = CREATED
+    values[":oldest"] = number(int(now - absolute_lifetime_s))
+    if alive:
+        return "#e > :now AND #c > :oldest", names, values
+    return "(#e <= :now OR #c <= :oldest)", names, values
+
+
+@dataclass(frozen=True)
+class Requests:
+    """Builds the store's requests for one table.
+
+    Args:
+        layout: the table and its key attributes.
+        absolute_lifetime_s: the absolute lifetime in seconds, or None.
+    """
+
+    layout: TableLayout
+    absolute_lifetime_s: float | None = None
+
+    def _keyed(self, storage_key: str, **fields: Any) -> Payload:
+        return {"TableName": self.layout.table, "Key": self.layout.key(storage_key), **fields}
+
+    def _alive(self, now: float) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """The item exists and has not ended at ``now``."""
+        alive, names, values = lifetime_condition(now, self.absolute_lifetime_s, alive=True)
+        names["#k"] = self.layout.hash_key
+        return f"attribute_exists(#k) AND {alive}", names, values
+
+    def read(self, storage_key: str, *, consistent: bool) -> Payload:
+        """GetItem of a session's item."""
+        return self._keyed(storage_key, ConsistentRead=consistent)
+
+    def create(self, item: dict[str, Any]) -> Payload:
+        """PutItem of a new item that never overwrites one with the same key."""
+        return {
+            "TableName": self.layout.table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(#k)",
+            "ExpressionAttributeNames": {"#k": self.layout.hash_key},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def save(
+        self,
+        storage_key: str,
+        blob: bytes,
+        *,
+        now: float,
+        ttl_s: float,
+        write_id: str,
+        version: int | None,
+    ) -> Payload:
+        """UpdateItem of a live session's data, renewing its lifetime.
+
+        It applies once: a retry of it meets its own write id and fails its
+        condition (the store then recognises its own write). With ``version``
+        it also fails if another writer saved first.
+        """
+        condition, names, values = self._alive(now)
+        condition += " AND (attribute_not_exists(#w) OR #w <> :w)"
+        names.update({"#d": DATA, "#t": TOUCHED, "#v": VERSION, "#w": WRITE_ID})
+        values.update(
+            {
+                ":d": self.layout.data_value(blob),
+                ":e": number(int(now + ttl_s)),
+                ":t": number(int(now * 1000)),
+                ":w": {"S": write_id},
+                ":one": number(1),
+            }
+        )
+        if version is not None:
+            condition += " AND #v = :ver"
+            values[":ver"] = number(version)
+        return self._keyed(
+            storage_key,
+            UpdateExpression="SET #d = :d, #e = :e, #t = :t, #w = :w, #v = #v + :one",
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            # With a version the new one is known: do not download the data
+            # again (UPDATED_NEW would return it, being updated too).
+            ReturnValues="NONE" if version is not None else "UPDATED_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+
+    def touch(self, storage_key: str, *, now: float, ttl_s: float) -> Payload:
+        """UpdateItem renewing a live session's lifetime; the data is not written."""
+        condition, names, values = self._alive(now)
+        names["#t"] = TOUCHED
+        values.update({":e": number(int(now + ttl_s)), ":t": number(int(now * 1000))})
+        return self._keyed(
+            storage_key,
+            UpdateExpression="SET #e = :e, #t = :t",
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def end_and_mark(self, storage_key: str, *, now: float, moved_to: str) -> Payload:
+        """UpdateItem ending a live session now, marked with where it moved, returning it."""
+        condition, names, values = self._alive(now)
+        names["#m"] = MOVED_TO
+        values.update({":dead": number(int(now)), ":to": {"S": moved_to}})
+        return self._keyed(
+            storage_key,
+            UpdateExpression="SET #e = :dead, #m = :to",  # ended now, data kept
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_OLD",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+
+    def delete(self, storage_key: str) -> Payload:
+        """DeleteItem, whatever the item holds."""
+        return self._keyed(storage_key)
+
+    def delete_if_ended(self, storage_key: str, *, now: float) -> Payload:
+        """DeleteItem of an item only if it has still ended at ``now`` (none is renewed)."""
+        ended, names, values = lifetime_condition(now, self.absolute_lifetime_s, alive=False)
+        return self._keyed(
+            storage_key,
+            ConditionExpression=ended,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )

@@ -1,0 +1,68 @@
+"""The store's requests as payloads: every write is conditional in the right way."""
+
+from __future__ import annotations
+
+import re
+
+from cyclicsess._item import TableLayout
+from cyclicsess._requests import Requests
+
+NOW = 1_800_000_000.25
+REQUESTS = Requests(TableLayout("t"))
+WITH_LIFETIME = Requests(TableLayout("t", "pk", "sk"), absolute_lifetime_s=3600)
+
+
+def names_used(payload: dict[str, object], expression: str) -> set[str]:
+    return set(re.findall(r"[#:][A-Za-z_]+", str(payload[expression])))
+
+
+def test_every_placeholder_is_defined_and_every_definition_used() -> None:
+    payloads = [
+        REQUESTS.save("k", b"d", now=NOW, ttl_s=60, write_id="w", version=3),
+        REQUESTS.save("k", b"d", now=NOW, ttl_s=60, write_id="w", version=None),
+        WITH_LIFETIME.touch("k", now=NOW, ttl_s=60),
+        WITH_LIFETIME.end_and_mark("k", now=NOW, moved_to="k2"),
+        WITH_LIFETIME.delete_if_ended("k", now=NOW),
+        REQUESTS.create({"id": {"S": "k"}}),
+    ]
+    for payload in payloads:
+        used: set[str] = set()
+        for expression in ("UpdateExpression", "ConditionExpression"):
+            if expression in payload:
+                used |= names_used(payload, expression)
+        defined = set(payload.get("ExpressionAttributeNames", {})) | set(
+            payload.get("ExpressionAttributeValues", {})
+        )
+        assert used == defined, payload
+
+
+def test_a_save_applies_once_to_a_live_item_of_the_version_read() -> None:
+    payload = REQUESTS.save("k", b"d", now=NOW, ttl_s=60, write_id="w1", version=3)
+    condition = payload["ConditionExpression"]
+    assert "attribute_exists(#k)" in condition
+    assert "#e > :now" in condition
+    assert "#w <> :w" in condition  # a retry meets its own write and does nothing
+    assert "#v = :ver" in condition
+    values = payload["ExpressionAttributeValues"]
+    assert values[":ver"] == {"N": "3"}
+    assert values[":w"] == {"S": "w1"}
+    assert values[":now"] == {"N": "1800000000"}
+    assert values[":e"] == {"N": "1800000060"}
+    assert values[":t"] == {"N": "1800000000250"}
+    assert payload["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
+    unversioned = REQUESTS.save("k", b"d", now=NOW, ttl_s=60, write_id="w1", version=None)
+    assert "#v = :ver" not in unversioned["ConditionExpression"]
+
+
+def test_a_touch_writes_the_lifetime_only_and_never_revives() -> None:
+    payload = WITH_LIFETIME.touch("k", now=NOW, ttl_s=60)
+    assert payload["UpdateExpression"] == "SET #e = :e, #t = :t"
+    assert payload["ConditionExpression"] == ("attribute_exists(#k) AND #e > :now AND #c > :oldest")
+    assert payload["ExpressionAttributeValues"][":oldest"] == {"N": str(int(NOW - 3600))}
+    assert payload["Key"] == {"pk": {"S": "k"}, "sk": {"S": "k"}}
+
+
+def test_a_purge_delete_applies_only_to_an_item_still_ended() -> None:
+    payload = WITH_LIFETIME.delete_if_ended("k", now=NOW)
+    assert payload["ConditionExpression"] == "(#e <= :now OR #c <= :oldest)"
+    assert "ConditionExpression" not in REQUESTS.delete("k")
