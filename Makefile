@@ -6,9 +6,12 @@ DYNALITE_VERSION := 4.0.0
 SERVERS := $(PY) tests/servers.py
 
 # Credentials for the local servers only; they accept any.
+# Loopback bypasses any proxy of the machine's (the tests that need one set their own).
 LOCAL_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL \
-	-u AWS_ENDPOINT_URL_DYNAMODB AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
-	AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+	-u AWS_ENDPOINT_URL_DYNAMODB -u AWS_REGION AWS_ACCESS_KEY_ID=local \
+	AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null \
+	AWS_SHARED_CREDENTIALS_FILE=/dev/null NO_PROXY="127.0.0.1,localhost,$$NO_PROXY" \
+	no_proxy="127.0.0.1,localhost,$$no_proxy"
 
 .PHONY: install demo walkthrough test unit integration soak browser lint bench bench-quick bench-cost servers-up servers-down clean
 
@@ -26,21 +29,25 @@ $(VENV)/.installed: pyproject.toml
 		--loglevel=error dynalite@$(DYNALITE_VERSION)
 	touch $@
 
-# The demo app on 127.0.0.1:8080: on dynalite with its data on disk (sessions survive
+# The demo app on 127.0.0.1:$(PORT): on dynalite with its data on disk (sessions survive
 # restarts of both), or on real DynamoDB when CYCLIC_DB and AWS credentials are set.
+PORT ?= 8080
 # Debian's Chromium for the browser test (as root, as CI runs; skipped when present).
-CHROMIUM := /usr/bin/chromium
+CHROMIUM ?= /usr/bin/chromium
+export CYCLICSESS_CHROMIUM := $(CHROMIUM)
 .tools/chromium:
 	mkdir -p .tools
 	test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }
 	touch $@
 
+# `exec`: the shell steps aside, so Ctrl-C stops the demo without an error from make.
 demo: install
 ifdef CYCLIC_DB
-	$(PY) examples/app.py
+	exec $(PY) examples/app.py --port $(PORT)
 else
-	$(LOCAL_AWS) $(SERVERS) run --only dynalite --data-dir .run/demo-data -- $(PY) examples/app.py
+	exec $(LOCAL_AWS) $(SERVERS) run --only dynalite --data-dir .run/demo-data -- \
+		$(PY) examples/app.py --port $(PORT)
 endif
 
 # One session's life, step by step, printed.
@@ -111,8 +118,9 @@ servers-up: install
 	$(SERVERS) up
 	@cat .run/servers.env
 
+# The standard library is enough to stop servers: no venv needed (make clean).
 servers-down:
-	$(SERVERS) down
+	$(PYTHON) tests/servers.py down
 
 clean: servers-down
 	rm -rf $(VENV) $(BENCH_VENV) .tools .run .mypy_cache .ruff_cache .pytest_cache

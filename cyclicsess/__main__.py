@@ -1,7 +1,7 @@
 """The command line: table set-up and maintenance.
 
     python -m cyclicsess ensure-table TABLE [--endpoint-url URL] [--hash-key id] [--range-key sk]
-    python -m cyclicsess purge-expired TABLE [--endpoint-url URL] [--key-prefix sess:]
+    python -m cyclicsess purge-expired TABLE [--grace 5m] [--endpoint-url URL] [--key-prefix sess:]
 
 Region and credentials come from the usual ``AWS_*`` settings.
 """
@@ -11,10 +11,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import sys
+from datetime import timedelta
 
 from .errors import CyclicSessError
 from .store import SessionStore
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> timedelta:
+    """A duration such as ``90``, ``30s``, ``5m``, ``2h`` or ``1d`` (seconds without a unit)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 30s, 5m, 2h or 1d)")
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2] or "s"])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +45,15 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--hash-key", default="id")
         command.add_argument("--range-key")
         command.add_argument("--key-prefix", default="sess:")
+        if name == "purge-expired":
+            command.add_argument(
+                "--grace",
+                type=duration,
+                default=timedelta(minutes=5),
+                help="delete only sessions that ended at least this long ago by this "
+                "host's clock (default 5m): how far the clocks of this host and of the "
+                "web servers may disagree",
+            )
     return parser
 
 
@@ -48,7 +69,8 @@ async def _run(args: argparse.Namespace) -> str:
         if args.command == "ensure-table":
             await store.ensure_table()
             return f"table {args.table} is ACTIVE"
-        return f"deleted {await store.purge_expired()} expired sessions from {args.table}"
+        deleted = await store.purge_expired(grace=args.grace)
+        return f"deleted {deleted} expired sessions from {args.table}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ import argparse
 import html
 import logging
 import os
+import socket
 from datetime import timedelta
 
 from aiohttp import web
@@ -129,6 +130,14 @@ def main() -> None:
         ttl=timedelta(hours=1),
         secret=os.environ.get("SESSION_SECRET") or None,
     )
+    try:
+        with socket.create_server(("127.0.0.1", args.port)):
+            pass  # free: aiohttp binds it next
+    except OSError as exc:
+        raise SystemExit(
+            f"port {args.port} on 127.0.0.1 is not free ({os.strerror(exc.errno or 0)}): "
+            f"try make demo PORT={args.port + 1}"
+        ) from None
     print(f"cyclicsess demo: http://127.0.0.1:{args.port}/  (Ctrl-C stops it)", flush=True)
     web.run_app(make_app(store), host="127.0.0.1", port=args.port, print=None)
 

@@ -139,19 +139,28 @@ def main() -> int:
         (RUN / "servers.env").write_text(f"CYCLICSESS_TEST_SERVERS={servers}\n")
         return 0
 
-    # SIGTERM (from `timeout`, say) unwinds like Ctrl-C: the command and servers stop
-    # too; a second one (make passes them on) must not cut the clean-up short.
-    def terminate(*_: object) -> None:
+    # The command runs in a session of its own, so a signal reaches it
+    # once, from here. Ctrl-C (SIGINT) stops it; a command that then ends
+    # cleanly makes this exit 0 (a demo stopped by hand is no failure).
+    # SIGTERM (from `timeout`, say) is passed on and reported as 143. Signals
+    # during the clean-up are ignored: it must not be cut short.
+    child = subprocess.Popen(
+        cmd, env=dict(os.environ, CYCLICSESS_TEST_SERVERS=servers), start_new_session=True
+    )
+    received: list[int] = []
+
+    def pass_on(signum: int, _: object) -> None:
+        received.append(signum)
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, pass_on)
+    signal.signal(signal.SIGINT, pass_on)
+    try:
+        code = child.wait()
+    finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        sys.exit(128 + signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, terminate)
-    child = subprocess.Popen(cmd, env=dict(os.environ, CYCLICSESS_TEST_SERVERS=servers))
-    try:
-        return child.wait()
-    finally:
         if child.poll() is None:
             child.terminate()
             try:
@@ -159,6 +168,11 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
         stop(pid_files)
+    if signal.SIGTERM in received:
+        return 128 + signal.SIGTERM
+    if received and code in (0, -signal.SIGINT, 128 + signal.SIGINT):
+        return 0
+    return code
 
 
 if __name__ == "__main__":

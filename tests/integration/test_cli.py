@@ -40,3 +40,18 @@ def test_errors_are_one_clear_line(server: Any) -> None:
     assert done.returncode == 1
     assert "error: ResourceNotFoundException" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_purge_keeps_what_ended_within_the_grace(server: Any) -> None:
+    table = f"cli-{uuid.uuid4().hex[:8]}"
+    assert cli("ensure-table", table, "--endpoint-url", server.url).returncode == 0
+    clock = FakeClock()
+    async with SessionStore(table, endpoint_url=server.url, clock=clock) as store:
+        clock.advance(-store.ttl_s - 120)  # made so long ago that they ended 2 minutes ago
+        for _ in range(2):
+            await store.create({})
+    done = cli("purge-expired", table, "--endpoint-url", server.url)  # grace: 5 minutes
+    assert "deleted 0 expired sessions" in done.stdout, done.stderr
+    done = cli("purge-expired", table, "--grace", "1m", "--endpoint-url", server.url)
+    assert "deleted 2 expired sessions" in done.stdout, done.stderr
+    assert cli("purge-expired", table, "--grace", "soon").returncode == 2  # usage error
