@@ -6,7 +6,8 @@
         sid = await store.create({"user": "ada"})
         session = await store.get(sid)
 
-Everything public is importable from here.
+Everything public is importable from here; the framework adapters live in
+``cyclicsess.aiohttp``, ``cyclicsess.asgi`` and ``cyclicsess.contrib.aiohttp_session``.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -16,6 +17,7 @@ from ._dynamo import DynamoClient, RetryPolicy
 from ._item import ITEM_SIZE_LIMIT, SessionRecord
 from ._sigv4 import Credentials
 from .codec import Codec, JsonCodec, MsgpackCodec
+from .cookies import CookieOp, CookieSettings
 from .errors import (
     AccessDenied,
     CodecError,
@@ -31,13 +33,17 @@ from .errors import (
     ServerError,
     SessionConflict,
     SessionError,
+    SessionMoveIncomplete,
     SessionNotFound,
     SessionTooLarge,
+    SessionUnavailable,
     StoreUnavailable,
     Throttled,
     ValidationError,
 )
 from .ids import CookieSigner, is_well_formed, new_session_id
+from .lifecycle import RequestSession, SessionConfig
+from .session import Commit, Session
 from .store import Clock, SessionStore
 
 try:
@@ -51,8 +57,11 @@ __all__ = [
     "Clock",
     "Codec",
     "CodecError",
+    "Commit",
     "ConditionalCheckFailed",
     "ConfigurationError",
+    "CookieOp",
+    "CookieSettings",
     "CookieSigner",
     "Credentials",
     "CyclicSessError",
@@ -63,16 +72,21 @@ __all__ = [
     "JsonCodec",
     "MsgpackCodec",
     "ReplicatedWriteConflict",
+    "RequestSession",
     "ResourceInUse",
     "ResourceNotFound",
     "RetryPolicy",
     "ServerError",
+    "Session",
+    "SessionConfig",
     "SessionConflict",
     "SessionError",
+    "SessionMoveIncomplete",
     "SessionNotFound",
     "SessionRecord",
     "SessionStore",
     "SessionTooLarge",
+    "SessionUnavailable",
     "StoreUnavailable",
     "Throttled",
     "ValidationError",

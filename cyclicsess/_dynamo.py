@@ -79,7 +79,7 @@ class _RetryableFailure(Exception):
 
 
 class _OutOfTime(Exception):
-    """The call's budget ran out before an attempt could be made; the message says why."""
+    """The call's budget ran out before an attempt could be made; the message (if any) says why."""
 
 
 def _endpoint(endpoint_url: str) -> URL:
@@ -184,6 +184,7 @@ class DynamoClient:
         base_delay_s = policy.base_delay.total_seconds()
         max_delay_s = policy.max_delay.total_seconds()
         attempts = 0
+        cause: BaseException | None = None
         while True:
             attempts += 1
             try:
@@ -191,7 +192,8 @@ class DynamoClient:
             except _RetryableFailure as failure:
                 cause = failure.__cause__
             except _OutOfTime as exc:
-                raise self._unavailable(operation, attempts - 1, started, str(exc)) from None
+                reason = str(exc) or describe_failure(cause)
+                raise self._unavailable(operation, attempts - 1, started, reason) from cause
             except DynamoDBError as error:
                 error.attempts = attempts
                 if isinstance(error, ConditionalCheckFailed) and error.item is not None:
@@ -239,7 +241,8 @@ class DynamoClient:
             headers.update(self._request_proxy_headers)
         pool = self._pools.current() or await self._pools.open()
         slots = pool.slots
-        if slots.locked():  # every connection busy: queue, within the budget
+        queued = slots.locked()
+        if queued:  # every connection busy: queue, within the budget
             try:
                 await asyncio.wait_for(slots.acquire(), deadline - loop.time())
             except asyncio.TimeoutError:
@@ -248,8 +251,10 @@ class DynamoClient:
             await slots.acquire()
         try:
             remaining = deadline - loop.time()
-            if remaining < _SHORTEST_ATTEMPT_S:
-                raise _OutOfTime(self._pool_exhausted)
+            if queued and remaining < _SHORTEST_ATTEMPT_S:
+                raise _OutOfTime(self._pool_exhausted)  # a connection, but no time to use it
+            if remaining <= 0:
+                raise _OutOfTime("")  # the last failure says why
             timeout = min(self.retry.attempt_timeout.total_seconds(), remaining)
             return await self._post(pool, headers, body, timeout)
         finally:

@@ -12,6 +12,8 @@
     │   ├── EncodeError           a value the codec cannot store (names key and type)
     │   └── DecodeError           stored bytes that are not a session
     ├── StoreUnavailable          DynamoDB could not be reached in the time budget
+│   ├── SessionUnavailable    a request's session could not be read (answer 503)
+│   └── SessionMoveIncomplete a regenerate ended the old id, the new one may be missing
     └── DynamoDBError             an error DynamoDB answered (``code``, ``status``)
         ├── ConditionalCheckFailed
         ├── ValidationError
@@ -29,7 +31,10 @@ the ``__cause__`` of one of these.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._item import SessionRecord
 
 __all__ = [
     "AccessDenied",
@@ -46,8 +51,10 @@ __all__ = [
     "ServerError",
     "SessionConflict",
     "SessionError",
+    "SessionMoveIncomplete",
     "SessionNotFound",
     "SessionTooLarge",
+    "SessionUnavailable",
     "StoreUnavailable",
     "Throttled",
     "ValidationError",
@@ -78,12 +85,22 @@ class SessionConflict(SessionError):
     Attributes:
         expected_version: the version the caller read.
         current_version: the version now stored.
+        current: the session as stored (a ``SessionRecord``), when the failed
+            write could tell; merge from it without reading again.
     """
 
-    def __init__(self, message: str, *, expected_version: int, current_version: int) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected_version: int,
+        current_version: int,
+        current: SessionRecord | None = None,
+    ) -> None:
         super().__init__(message)
         self.expected_version = expected_version
         self.current_version = current_version
+        self.current = current
 
 
 class SessionTooLarge(SessionError):
@@ -125,6 +142,29 @@ class StoreUnavailable(CyclicSessError):
     def __init__(self, message: str, *, attempts: int) -> None:
         super().__init__(message)
         self.attempts = attempts
+
+
+class SessionUnavailable(StoreUnavailable):
+    """A request's session could not be read, and the app answers 503 (``on_store_error="fail"``).
+
+    The store's failure is the ``__cause__``.
+    """
+
+
+class SessionMoveIncomplete(StoreUnavailable):
+    """``regenerate`` ended the old session, but writing the new one failed or was not confirmed.
+
+    The session may live on under the new id (its write applied, its answer
+    lost) or be gone; it is never left under the old id. Hand the new id to
+    the client anyway: it is the only way to the session if it was written.
+
+    Attributes:
+        new_id: the id the session was moved to.
+    """
+
+    def __init__(self, message: str, *, attempts: int, new_id: str) -> None:
+        super().__init__(message, attempts=attempts)
+        self.new_id = new_id
 
 
 class DynamoDBError(CyclicSessError):

@@ -27,8 +27,6 @@ What counts as a wrong answer (each one is a :attr:`Ledger.violations` entry):
 - a destroyed session (200 logout; the old id of a 200 login; one seen absent
   once) or an expired one (the clock jumped past the ttl since its last
   request) served again;
-- a session lost to a failed (503/409) login that had already moved it to a
-  new id, without handing over the new cookie (:data:`ORPHANED`);
 - a 200 add-to-cart whose save was dropped (the cookie deleted) while the
   session had no reason to end; a dropped save that deletes nothing shows up
   at the next request as a lost session.
@@ -232,13 +230,9 @@ def instrument(store: SessionStore, calls: StoreCalls) -> None:
     client.call = call  # type: ignore[method-assign]
 
 
-_MOVED = web.RequestKey("chaos_moved", bool)
-
-
 async def _login(request: web.Request) -> web.Response:
     session = await new_session(request)
-    moved = not session.new  # a live session was moved to a new id, data and all
-    request[_MOVED] = moved  # said in a header even if the answer becomes a 503
+    moved = not session.new  # a live session is moved to a new id, data and all
     session["user"] = request.query["user"]
     session["logins"] = session.get("logins", 0) + 1  # every login writes
     return web.json_response(
@@ -290,7 +284,6 @@ def make_shop(
         except web.HTTPException as exc:
             exc.headers["x-store-calls"] = str(cost.calls)
             exc.headers["x-store-trace"] = " ".join(cost.trace)
-            exc.headers["x-session-moved"] = str(int(request.get(_MOVED, False)))
             raise
         except Exception as exc:
             where = traceback.extract_tb(exc.__traceback__)
@@ -303,7 +296,6 @@ def make_shop(
             _COST.reset(token)
         response.headers["x-store-calls"] = str(cost.calls)
         response.headers["x-store-trace"] = " ".join(cost.trace)
-        response.headers["x-session-moved"] = str(int(request.get(_MOVED, False)))
         return response
 
     app = web.Application(middlewares=[measure])  # outside the session middleware
@@ -390,13 +382,10 @@ class Answer:
     start_epoch: int
     end_epoch: int
     trace: list[str]  # the store calls the app made, with their outcomes
-    moved: bool  # the request moved the session to a new id (login)
 
 
-#: Why a session may be gone: a failed login moved it to an id its user never got.
-ORPHANED = "a failed login moved the session to an id it did not hand over"
 #: Why a session may be gone: a login failed while moving it (a documented trade-off:
-#: the old id is deleted first, so a failed write of the new one ends the session).
+#: the old id is ended first, so a failed write of the new one ends the session).
 MOVE_FAILED = "a login failed"
 #: How many of a user's last requests a violation's report shows.
 HISTORY = 4
@@ -487,14 +476,13 @@ class SimUser:
             tracked.starting(self._epoch())
         headers = {"Cookie": f"{target.cookie_name}={cookie}"} if cookie else {}
         start_epoch, start = self._epoch(), loop.time()
-        status, data, new_cookie, deleted, calls, trace, moved = 0, None, None, False, -1, "", False
+        status, data, new_cookie, deleted, calls, trace = 0, None, None, False, -1, ""
         try:
             async with http.request(method, target.url + path, headers=headers) as response:
                 body = await response.read()
                 status = response.status
                 calls = int(response.headers.get("x-store-calls", "-1"))
                 trace = response.headers.get("x-store-trace", "")
-                moved = response.headers.get("x-session-moved") == "1"
                 morsel = response.cookies.get(target.cookie_name)
                 if morsel is not None:
                     if morsel.value == "" or morsel.get("max-age") == "0":
@@ -522,9 +510,7 @@ class SimUser:
             self._violation(f"{method} {path}: unclear error {status} {data or ''}")
         if data is not None:
             self._check_owner(data, f"{method} {path}")
-        return Answer(
-            status, data, new_cookie, deleted, start_epoch, self._epoch(), trace.split(), moved
-        )
+        return Answer(status, data, new_cookie, deleted, start_epoch, self._epoch(), trace.split())
 
     def _check_owner(self, data: dict[str, Any], what: str) -> None:
         user, cart = data.get("user"), data.get("cart", [])
@@ -563,10 +549,6 @@ class SimUser:
             why = "expired (clock jump)"
         elif answer.end_epoch > answer.start_epoch:
             why = "the clock jumped during a request"
-        elif tracked.may_end == ORPHANED:
-            why = ORPHANED
-            self._violation(f"{what}: {ORPHANED} ({len(tracked.acked)} acknowledged items lost)")
-            ledger.lost += len(tracked.acked)
         elif tracked.may_end is not None:
             why = tracked.may_end
             if why == MOVE_FAILED:
@@ -633,19 +615,19 @@ class SimUser:
         if old is None:
             return
         if answer.cookie is not None and answer.cookie != old.cookie:
-            # a failed login that still hands over the moved session's new cookie
+            # a failed login that still hands over the new id the session was moved
+            # to: the session is there if the move's last write applied, else gone
             fresh = Tracked(self.target, self.name, answer.cookie, last_epoch=answer.end_epoch)
             fresh.acked, fresh.seen, fresh.maybe = old.acked, old.seen, old.maybe
-            if answer.end_epoch > answer.start_epoch:
-                fresh.may_end = "the clock jumped during a request"
+            fresh.may_end = MOVE_FAILED
             self._bury(old.cookie, "replaced at a failed login")
             self.current = fresh
             return
         if answer.status == 401 or answer.deleted:
             self._violation(f"login answered {answer.status} deleting the cookie")
-        # A 503 (or 409) login: if the session was moved before the save failed, it
-        # lives on under an id nobody was given
-        old.may_end = ORPHANED if answer.moved else (old.may_end or MOVE_FAILED)
+        # A 503 (or 409) login that handed over no new id: the move never ended the
+        # old session, or ended it and failed (the documented trade-off)
+        old.may_end = old.may_end or MOVE_FAILED
         self._after(old, answer)
 
     async def _add(self, http: aiohttp.ClientSession, tracked: Tracked) -> None:

@@ -31,6 +31,8 @@ reset      the connection is reset, no answer (not forwarded)
 stall      nothing for ``stall`` seconds, then the request is forwarded and
            answered; if the client gave up meanwhile it is never forwarded
 badcrc     forwarded, answered with a wrong ``x-amz-crc32``
+condition  400 ``ConditionalCheckFailedException`` (not forwarded): as if another
+           writer had just saved
 drop_answer forwarded and applied upstream, then the connection is reset
            instead of relaying the answer (a lost answer)
 ========== ==============================================================
@@ -56,7 +58,7 @@ from tests.sigcheck import signature_problem
 __all__ = ["FAULT_KINDS", "Fault", "FaultKind", "FaultProxy"]
 
 FaultKind = Literal[
-    "throttle", "throttling", "500", "503", "reset", "stall", "badcrc", "drop_answer"
+    "throttle", "throttling", "500", "503", "reset", "stall", "badcrc", "drop_answer", "condition"
 ]
 FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 
@@ -91,6 +93,13 @@ _ERROR_ANSWERS: dict[str, tuple[int, dict[str, str]]] = {
         },
     ),
     "500": (500, {"__type": "com.amazon.coral.service#InternalFailure"}),
+    "condition": (
+        400,
+        {
+            "__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException",
+            "message": "The conditional request failed (injected by FaultProxy)",
+        },
+    ),
     "503": (
         503,
         {

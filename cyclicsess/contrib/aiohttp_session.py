@@ -8,79 +8,66 @@
     aiohttp_session.setup(app, DynamoDBStorage(SessionStore("sessions")))
 
 Handlers keep calling ``aiohttp_session.get_session`` and ``new_session``.
-Unlike aiohttp-session's own storages:
-
-- ``session.invalidate()`` (or emptying a stored session) deletes the item and
-  expires the cookie, instead of saving an empty session.
-- ``new_session(request)`` deletes the session the request's cookie named and
-  the new one gets a fresh id from the store, so an id planted before login is
-  worthless.
-- A session is written only when its encoded data changed (in-place changes to
-  nested values included, no ``session.changed()`` needed); an unchanged one
-  is touched as the store's ``touch_interval`` allows. A visitor who stores
-  nothing gets no cookie and causes no write.
-- Lifetimes are the store's (``ttl`` since the last write or touch, and
-  ``absolute_lifetime`` since creation); ``max_age`` only sets the cookie.
-- Only the session dict is stored; ``session.created`` is the item's creation
-  time.
-
-Like aiohttp-session, nothing is saved for streamed responses or WebSocket
-handshakes, and the store is not closed with the app (close it in
-``app.on_cleanup``).
+The storage translates aiohttp-session's session into the shared lifecycle
+(:mod:`cyclicsess.lifecycle`), which decides what is read, saved, touched,
+moved or destroyed, as for every adapter; a conflicting save is refused with
+409 (no merging). How it differs from aiohttp-session's own storages is listed
+in the README.
 """
 
 from __future__ import annotations
 
-import logging
+import dataclasses
+import datetime as dt
+from typing import Any
 
 import aiohttp_session
 from aiohttp import web
 
-from .._item import SessionRecord
-from ..errors import SessionConflict, SessionNotFound
-from ..ids import is_well_formed
+from ..aiohttp import apply, request_session
+from ..cookies import CookieSettings
+from ..errors import SessionUnavailable
+from ..lifecycle import RequestSession, SessionConfig
+from ..session import Session
 from ..store import SessionStore
 
 __all__ = ["DynamoDBStorage"]
 
-log = logging.getLogger("cyclicsess.contrib.aiohttp_session")
+_STATE = web.RequestKey("cyclicsess.contrib.aiohttp_session.state", RequestSession)
 
 
 class _StoredSession(aiohttp_session.Session):
-    """An aiohttp-session ``Session`` that remembers the record it was loaded from."""
+    """An aiohttp-session ``Session`` over the lifecycle's session of the request.
 
-    def __init__(
-        self, record: SessionRecord | None, baseline: bytes | None, max_age: int | None
-    ) -> None:
+    Args:
+        session: the lifecycle's session, or None for one ``new_session()`` made.
+        max_age: the cookie's Max-Age in seconds.
+    """
+
+    def __init__(self, session: Session | None, max_age: int | None) -> None:
         data: aiohttp_session.SessionData | None = None
-        if record is not None:
-            data = {"created": int(record.created_at.timestamp()), "session": record.data}
+        if session is not None and session.created_at is not None:
+            data = {"created": int(session.created_at.timestamp()), "session": dict(session)}
         # Not max_age=max_age: Session would empty a session older than max_age
         # since its creation. The store enforces lifetimes; max_age is the cookie's.
         super().__init__(
-            record.id if record is not None else None,
+            session.id if session is not None else None,
             data=data,
-            new=record is None,
+            new=data is None,
             max_age=None,
         )
         self.max_age = max_age
-        self._record = record
-        self._baseline = baseline  # the data as loaded, encoded: what "changed" means
-        self._invalidated: str | None = None  # the stored id invalidate() ended
+        self.replaces = session is None  # made by new_session(): it replaces the old one
+        self.invalidated = False
         # aiohttp-session's middleware saves only sessions flagged as changed, and
         # misses in-place changes: let it always call save_session, which compares.
         self._changed = True
 
     def invalidate(self) -> None:
-        """Empty the session; its stored id is deleted at save, data set later gets a new id."""
+        """Empty the session; it is deleted at save, and data set later gets a new id."""
         super().invalidate()
-        if self._record is not None:
-            self._invalidated = self._record.id
-            self._record = self._baseline = None
-            self._new = True  # so a new identity can be set when it is saved
-
-
-_LOADED = web.RequestKey("cyclicsess.contrib.aiohttp_session.loaded", _StoredSession)
+        self.invalidated = True
+        self._new = True  # so a new identity can be set when it is saved
 
 
 class DynamoDBStorage(aiohttp_session.AbstractStorage):
@@ -90,27 +77,28 @@ class DynamoDBStorage(aiohttp_session.AbstractStorage):
     hash of it. A cookie that is not a well-formed id is ignored without a
     database read.
 
-    Errors: aiohttp-session has no error policy, so the store's
-    :class:`~cyclicsess.errors.StoreUnavailable` and
-    :class:`~cyclicsess.errors.DynamoDBError` propagate out of ``get_session``
-    and out of aiohttp-session's middleware (a 500 unless a middleware of the
-    app's own, installed before ``aiohttp_session.setup``, answers them).
-    ``EncodeError`` and ``SessionTooLarge`` propagate too. A save that finds
-    the session saved meanwhile by a concurrent request (a newer version)
-    raises ``aiohttp.web.HTTPConflict`` (409) and saves nothing of this request.
+    Errors: a store that fails while the session is read or saved answers
+    ``503`` (``aiohttp.web.HTTPServiceUnavailable``); a save that finds the
+    session saved meanwhile by a concurrent request answers ``409``
+    (``aiohttp.web.HTTPConflict``) and saves nothing of this request.
+    ``EncodeError`` and ``SessionTooLarge`` propagate.
 
     Args:
         store: where sessions live; its ``ttl`` and ``touch_interval`` apply.
         cookie_name: the session cookie's name.
         domain: the cookie's domain, or None for the request's host only.
-        max_age: the cookie's Max-Age in seconds (default: the store's ``ttl``);
-            renewed with every write or touch. A handler may set
-            ``session.max_age`` for one response.
+        max_age: the cookie's Max-Age in seconds (default: the store's ``ttl``),
+            sent with ``Expires``; renewed with every write or touch. A handler
+            may set ``session.max_age`` for one response.
         path: the cookie's path.
         secure: ``Secure`` always (True), never (False), or when the request
-            itself is HTTPS (None; ``request.secure``).
+            itself is HTTPS (None).
         httponly: hide the cookie from JavaScript.
-        samesite: ``"Lax"``, ``"Strict"``, ``"None"`` or None (no attribute).
+        samesite: ``"Lax"``, ``"Strict"`` or ``"None"`` (None means ``"Lax"``,
+            what browsers assume).
+
+    Raises:
+        TypeError: ``store`` is not a :class:`~cyclicsess.store.SessionStore`.
     """
 
     def __init__(
@@ -125,6 +113,8 @@ class DynamoDBStorage(aiohttp_session.AbstractStorage):
         httponly: bool = True,
         samesite: str | None = "Lax",
     ) -> None:
+        if not isinstance(store, SessionStore):
+            raise TypeError(f"store must be a cyclicsess.SessionStore, not {type(store).__name__}")
         super().__init__(
             cookie_name=cookie_name,
             domain=domain,
@@ -135,17 +125,38 @@ class DynamoDBStorage(aiohttp_session.AbstractStorage):
             samesite=samesite,
         )
         self.store = store
+        self._config = SessionConfig.of(
+            store,
+            cookie=CookieSettings(
+                name=cookie_name,
+                path=path,
+                domain=domain,
+                max_age=dt.timedelta(seconds=self.max_age or store.ttl_s),
+                secure=secure,
+                samesite=samesite or "Lax",  # type: ignore[arg-type]
+                httponly=httponly,
+            ),
+            on_conflict="refuse",
+        )
+
+    def _state(self, request: web.Request) -> RequestSession:
+        state = request.get(_STATE)
+        if state is None:
+            state = request[_STATE] = request_session(self._config, request)
+        return state
+
+    async def _loaded(self, request: web.Request) -> Session:
+        try:
+            return await self._state(request).load()
+        except SessionUnavailable as exc:
+            raise web.HTTPServiceUnavailable(text="session store unavailable, try again") from exc
 
     async def new_session(self) -> aiohttp_session.Session:
         """An empty session; saved under a new id, replacing the request's old one.
 
         Called by ``aiohttp_session.new_session(request)``.
         """
-        return _StoredSession(None, None, self.max_age)
-
-    def _cookie_sid(self, request: web.Request) -> str | None:
-        value = self.load_cookie(request)
-        return value if value is not None and is_well_formed(value) else None
+        return _StoredSession(None, self.max_age)
 
     async def load_session(self, request: web.Request) -> aiohttp_session.Session:
         """The request's stored session, or a new empty one.
@@ -155,17 +166,12 @@ class DynamoDBStorage(aiohttp_session.AbstractStorage):
         Args:
             request: the request whose cookie names the session.
         """
-        sid = self._cookie_sid(request)
-        record = await self.store.get(sid) if sid is not None else None
-        baseline = self.store.codec.encode(record.data) if record is not None else None
-        session = _StoredSession(record, baseline, self.max_age)
-        request[_LOADED] = session
-        return session
+        return _StoredSession(await self._loaded(request), self.max_age)
 
     async def save_session(
         self, request: web.Request, response: web.StreamResponse, session: aiohttp_session.Session
     ) -> None:
-        """Write, touch, create or delete the session and set or expire the cookie.
+        """Hand the session's final state to the lifecycle, commit, set the cookie.
 
         Called by aiohttp-session's middleware before the response is sent.
 
@@ -176,85 +182,28 @@ class DynamoDBStorage(aiohttp_session.AbstractStorage):
 
         Raises:
             aiohttp.web.HTTPConflict: another request saved the session first.
+            aiohttp.web.HTTPServiceUnavailable: the store failed.
         """
-        if isinstance(session, _StoredSession) and session._record is not None:
-            await self._save_stored(request, response, session, session._record)
-            return
-        replaced = self._replaced_sid(request)
-        if replaced is not None:
-            await self.store.destroy(replaced)  # first: the old id dies even if create fails
-        if not session.empty:
-            sid = await self.store.create(dict(session))
-            session.set_new_identity(sid)
-            self._set_cookie(request, response, sid, session.max_age)
-        elif self.load_cookie(request) is not None:
-            self._expire_cookie(request, response)
-
-    def _replaced_sid(self, request: web.Request) -> str | None:
-        """The stored session a new session replaces, if any."""
-        loaded = request.get(_LOADED)
-        if loaded is None:  # new_session() without get_session(): trust the cookie
-            return self._cookie_sid(request)
-        invalidated: str | None = loaded._invalidated
-        if invalidated is not None:
-            return invalidated
-        return loaded._record.id if loaded._record is not None else None
-
-    async def _save_stored(
-        self,
-        request: web.Request,
-        response: web.StreamResponse,
-        session: _StoredSession,
-        record: SessionRecord,
-    ) -> None:
-        if session.empty:
-            await self.store.destroy(record.id)
-            self._expire_cookie(request, response)
-            return
-        data = dict(session)
-        if self.store.codec.encode(data) != session._baseline:
-            try:
-                await self.store.set(record.id, data, version=record.version)
-            except SessionNotFound:
-                # Ended meanwhile: the logout expired the cookie; keep any newer one.
-                log.warning("session ended during the request; its changes were dropped")
-                return
-            except SessionConflict as exc:
-                raise web.HTTPConflict(
-                    text="the session was changed by a concurrent request; retry"
-                ) from exc
-            self._set_cookie(request, response, record.id, session.max_age)
-        elif await self.store.touch(record):
-            self._set_cookie(request, response, record.id, session.max_age)
-
-    def _set_cookie(
-        self, request: web.Request, response: web.StreamResponse, sid: str, max_age: int | None
-    ) -> None:
-        params = self.cookie_params
-        response.set_cookie(
-            self.cookie_name,
-            sid,
-            max_age=self.max_age if max_age is None else max_age,
-            path=params["path"],
-            domain=params["domain"],
-            secure=self._secure(request),
-            httponly=params["httponly"],
-            samesite=params["samesite"],
-        )
-
-    def _secure(self, request: web.Request) -> bool:
-        secure = self.cookie_params["secure"]
-        return bool(request.secure if secure is None else secure)
-
-    def _expire_cookie(self, request: web.Request, response: web.StreamResponse) -> None:
-        # The same attributes as when set: browsers ignore a __Host- or
-        # SameSite=None deletion without Secure.
-        params = self.cookie_params
-        response.del_cookie(
-            self.cookie_name,
-            path=params["path"],
-            domain=params["domain"],
-            secure=self._secure(request),
-            httponly=params["httponly"],
-            samesite=params["samesite"],
-        )
+        state = self._state(request)
+        core = await self._loaded(request)
+        replaces = isinstance(session, _StoredSession) and session.replaces
+        if replaces:
+            await state.regenerate()  # new_session(): the old id dies with this request
+        if isinstance(session, _StoredSession) and session.invalidated:
+            core.invalidate()
+        data: dict[str, Any] = dict(session)
+        if dict(core) != data:
+            core.clear()
+            core.update(data)
+        commit = await state.commit(status=response.status)
+        if commit.status == 409:
+            raise web.HTTPConflict(text=commit.reason)
+        if commit.status is not None:
+            raise web.HTTPServiceUnavailable(text=commit.reason)
+        if commit.cookie is not None and commit.cookie.max_age and session.max_age:
+            commit = dataclasses.replace(
+                commit, cookie=dataclasses.replace(commit.cookie, max_age=session.max_age)
+            )
+        apply(commit, response)
+        if core.id is not None and session.new and not session.empty:
+            session.set_new_identity(core.id)

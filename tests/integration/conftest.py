@@ -8,6 +8,7 @@ test to the servers that can run it (say, atomic conditional writes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -92,24 +93,33 @@ def clock() -> FakeClock:
 StoreFactory = Callable[..., Awaitable[SessionStore]]
 
 
-@pytest.fixture
-async def make_store(server: Server, clock: FakeClock) -> AsyncIterator[StoreFactory]:
-    """Open stores on a fresh table (or a named one), closing them after the test."""
+@contextlib.asynccontextmanager
+async def stores_on(endpoint_url: str, clock: FakeClock) -> AsyncIterator[StoreFactory]:
+    """Open stores at ``endpoint_url`` on a fresh table (or a named one); close them after."""
     stores: list[SessionStore] = []
     fresh_table = f"t-{uuid.uuid4().hex[:12]}"
 
     async def factory(table: str | None = None, **options: Any) -> SessionStore:
         options.setdefault("clock", clock)
-        options.setdefault("endpoint_url", server.url)
+        options.setdefault("endpoint_url", endpoint_url)
         store = SessionStore(table or fresh_table, **options)
         stores.append(store)
         await store.open()
         await store.ensure_table()
         return store
 
-    yield factory
-    for store in stores:
-        await store.close()
+    try:
+        yield factory
+    finally:
+        for store in stores:
+            await store.close()
+
+
+@pytest.fixture
+async def make_store(server: Server, clock: FakeClock) -> AsyncIterator[StoreFactory]:
+    """Open stores on the server, on a fresh table (or a named one)."""
+    async with stores_on(server.url, clock) as factory:
+        yield factory
 
 
 @pytest.fixture

@@ -45,7 +45,6 @@ from cyclicsess import DynamoClient, RetryPolicy, SessionStore
 from tests.chaos import (
     CALL_SLACK_S,
     MOVE_FAILED,
-    ORPHANED,
     ChaosProxy,
     Ledger,
     SimUser,
@@ -179,10 +178,6 @@ async def check_table(
         must_expire = tracked.doomed
         checked_final += 1
         if stored is None or stored.expiry(None) <= now:
-            if tracked.may_end == ORPHANED:
-                ledger.violation(tracked.user, f"{ORPHANED}: {len(tracked.acked)} acked lost")
-                ledger.lost += len(tracked.acked)
-                continue
             if must_expire or tracked.may_end is not None:
                 if tracked.may_end == MOVE_FAILED:
                     ledger.lost_after_failed_login += len(tracked.acked)
