@@ -13,7 +13,7 @@ LOCAL_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL \
 	AWS_SHARED_CREDENTIALS_FILE=/dev/null NO_PROXY="127.0.0.1,localhost,$$NO_PROXY" \
 	no_proxy="127.0.0.1,localhost,$$no_proxy"
 
-.PHONY: install demo walkthrough test unit integration soak browser lint bench bench-quick bench-cost servers-up servers-down clean
+.PHONY: install demo demo-fastapi walkthrough test unit integration soak browser lint bench bench-quick bench-cost servers-up servers-down clean
 
 install: $(VENV)/.installed .tools/.installed
 
@@ -44,24 +44,35 @@ export CYCLICSESS_CHROMIUM := $(CHROMIUM)
 # `exec`: the shell steps aside, so Ctrl-C stops the demo without an error from make.
 demo: install
 ifdef CYCLIC_DB
-	exec $(PY) examples/app.py --port $(PORT)
+	exec $(PY) -m examples.app --port $(PORT)
 else
 	exec $(LOCAL_AWS) $(SERVERS) run --only dynalite --data-dir .run/demo-data -- \
-		$(PY) examples/app.py --port $(PORT)
+		$(PY) -m examples.app --port $(PORT)
+endif
+
+# The same shop on FastAPI and the ASGI middleware.
+demo-fastapi: install
+ifdef CYCLIC_DB
+	exec $(PY) -m examples.fastapi_app --port $(PORT)
+else
+	exec $(LOCAL_AWS) $(SERVERS) run --only dynalite --data-dir .run/demo-data -- \
+		$(PY) -m examples.fastapi_app --port $(PORT)
 endif
 
 # One session's life, step by step, printed.
 walkthrough: install
-	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) examples/walkthrough.py
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) -m examples.walkthrough
 
 test: install .tools/chromium lint unit
-	$(LOCAL_AWS) $(SERVERS) run -- $(PY) -m pytest -q -m integration tests/integration tests/browser
+	$(LOCAL_AWS) $(SERVERS) run -- $(PY) -m pytest -q -m integration tests/integration \
+		tests/contract tests/browser
 
 unit: install
 	$(PY) -m pytest -q tests/unit
 
 integration: install
-	$(LOCAL_AWS) $(SERVERS) run -- $(PY) -m pytest -q -m integration tests/integration
+	$(LOCAL_AWS) $(SERVERS) run -- $(PY) -m pytest -q -m integration tests/integration \
+		tests/contract
 
 # The long runs: 500 model examples per config, 5 minutes of chaos per server
 # (about 20 minutes); the chaos figures are appended to .run/chaos.jsonl.

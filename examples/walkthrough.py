@@ -1,7 +1,7 @@
 """Walk one session through its life on a DynamoDB-compatible server, printing each step.
 
-    make demo                       # on a local dynalite, started and stopped for you
-    CYCLIC_DB=my-table python examples/walkthrough.py   # on real DynamoDB (AWS_* set)
+    make walkthrough                             # on a local dynalite, started and stopped
+    CYCLIC_DB=my-table python -m examples.walkthrough   # on real DynamoDB (AWS_* set)
 
 Locally, `make demo` names the server in CYCLICSESS_TEST_SERVERS.
 """
@@ -13,11 +13,7 @@ import os
 from datetime import timedelta
 
 from cyclicsess import SessionConflict, SessionNotFound, SessionStore
-
-
-def local_endpoint() -> str | None:
-    servers = os.environ.get("CYCLICSESS_TEST_SERVERS", "")
-    return next((e.split("=", 1)[1] for e in servers.split(",") if "=" in e), None)
+from examples.serve import local_endpoint
 
 
 def step(text: str) -> None:

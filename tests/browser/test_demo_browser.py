@@ -1,4 +1,4 @@
-"""The demo app (examples/app.py) in a real headless Chromium, on a real server.
+"""The demo shop (aiohttp and FastAPI) in a real headless Chromium, on a real server.
 
 One visitor's whole life: a first look, login, reloads, a cart, logout; checked
 in the page, in the browser's cookie jar and in the store.
@@ -12,12 +12,15 @@ import time
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from cyclicsess import SessionStore
-from examples.app import make_app
+from examples import app as aiohttp_demo
+from examples import fastapi_app as fastapi_demo
 from tests.browser.cdp import CHROMIUM, Browser
 from tests.integration.conftest import StoreFactory
+from tests.serving import serve
+
+DEMOS = {"aiohttp": aiohttp_demo.make_app, "fastapi": fastapi_demo.make_app}
 
 pytestmark = [pytest.mark.integration, pytest.mark.servers("dynalite")]
 
@@ -49,28 +52,25 @@ async def session_cookie(browser: Browser, base: str) -> dict[str, Any] | None:
     return sent[0] if sent else None
 
 
+@pytest.mark.parametrize("demo", sorted(DEMOS))
 async def test_a_visitor_logs_in_shops_and_logs_out(
-    make_store: StoreFactory, tmp_path: Any
+    make_store: StoreFactory, tmp_path: Any, demo: str
 ) -> None:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(
             f"Chromium is needed at {CHROMIUM} for the browser tests: "
-            "`apt-get install chromium` (Debian), or set CYCLICSESS_CHROMIUM"
+            "`apt-get install chromium` (Debian), or make test CHROMIUM=/path/to/chrome"
         )
     store = await make_store()
-    runner = web.AppRunner(make_app(store))
-    await runner.setup()
+    base, stop = await serve(DEMOS[demo](store))
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
         browser = await Browser.launch()
         try:
-            await visit(browser, store, f"http://127.0.0.1:{port}", tmp_path)
+            await visit(browser, store, base, tmp_path / demo)
         finally:
             await browser.close()
     finally:
-        await runner.cleanup()  # closes the store too
+        await stop()  # closes the store too
 
 
 async def visit(browser: Browser, store: SessionStore, base: str, tmp_path: Any) -> None:
@@ -106,9 +106,10 @@ async def visit(browser: Browser, store: SessionStore, base: str, tmp_path: Any)
     record = await store.get(sid)
     assert record is not None
     assert record.data == {"user": NAME, "visits": 1}
-    # The page shows the version its request read; its visit count made the next one.
-    assert state["version"] == str(record.version - 1)
-    assert dt.datetime.fromisoformat(state["expires"]) > dt.datetime.now(dt.timezone.utc)
+    # The page shows the session as its request left it: saved before rendering.
+    assert state["version"] == str(record.version)
+    assert dt.datetime.fromisoformat(state["expires"]) == record.expires_at
+    tmp_path.mkdir(exist_ok=True)
     screenshot = os.environ.get("CYCLICSESS_SCREENSHOT") or str(tmp_path / "logged-in.png")
     png = await browser.screenshot(screenshot)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
@@ -120,8 +121,11 @@ async def visit(browser: Browser, store: SessionStore, base: str, tmp_path: Any)
         await browser.reload()
         state = await page_state(browser)
         assert state["visits"] == str(visits)
-        assert int(state["version"]) > version
+        assert int(state["version"]) == version + 1
         version = int(state["version"])
+        record = await store.get(sid)
+        assert record is not None and record.version == version
+        assert dt.datetime.fromisoformat(state["expires"]) == record.expires_at
         assert (await session_cookie(browser, base) or {}).get("value") == sid
 
     # 4. A cart: two items, then empty.
