@@ -15,7 +15,6 @@ streamed responses, as documented.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from tests.integration.conftest import (  # noqa: F401  (fixtures and hooks pyte
 )
 from tests.integration.conftest import clock as clock
 from tests.integration.conftest import pytest_generate_tests as _servers
-from tests.serving import serve_aiohttp, serve_asgi
+from tests.serving import loopback_socket, serve_aiohttp, serve_asgi
 
 ADAPTERS = list(BUILDERS)
 #: Adapters with the middleware's options (signing, trust_forwarded, on_store_error...).
@@ -201,8 +200,7 @@ async def make_site(adapter: str) -> AsyncIterator[SiteFactory]:
 
     async def factory(store: SessionStore, **options: Any) -> Site:
         app = BUILDERS[adapter](store, **options)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock = loopback_socket()
         serve = serve_aiohttp if adapter.startswith("aiohttp") else serve_asgi
         stop = await serve(app, sock)
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -17,13 +17,15 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from cyclicsess import CookieSettings, SessionStore, new_session_id
+from cyclicsess import CookieSettings, RetryPolicy, SessionStore, new_session_id
 from tests.contract.conftest import MIDDLEWARES, Site, SiteFactory
 from tests.faultproxy import FaultProxy
 from tests.helpers import FakeClock
 
 StoreFactory = Callable[..., Awaitable[SessionStore]]
 SECRET = "cookie-signing-secret-0123456789"
+#: A short budget for the tests whose store fails on purpose.
+GIVING_UP = RetryPolicy(budget=dt.timedelta(seconds=0.4), attempt_timeout=dt.timedelta(seconds=0.2))
 HTTPS = {"X-Forwarded-Proto": "https"}
 
 
@@ -337,11 +339,12 @@ async def test_a_failed_handler_saves_nothing(site: Site, store: SessionStore) -
 @pytest.mark.parametrize("policy", ["fail", "warn"])
 async def test_a_store_failure_is_a_503_or_a_logged_warning(
     make_site: SiteFactory,
-    store: SessionStore,
+    make_store: StoreFactory,
     proxy: FaultProxy,
     policy: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    store = await make_store(retry=GIVING_UP)  # failures give up quickly
     site = await make_site(store, on_store_error=policy)
     browser = site.browser()
     await browser.get("/visit")
@@ -361,8 +364,9 @@ async def test_a_store_failure_is_a_503_or_a_logged_warning(
 @pytest.mark.adapters(*MIDDLEWARES)
 @pytest.mark.parametrize("policy", ["fail", "warn"])
 async def test_a_failed_login_never_saves_under_the_old_id(
-    make_site: SiteFactory, store: SessionStore, proxy: FaultProxy, policy: str
+    make_site: SiteFactory, make_store: StoreFactory, proxy: FaultProxy, policy: str
 ) -> None:
+    store = await make_store(retry=GIVING_UP)  # failures give up quickly
     site = await make_site(store, on_store_error=policy)
     browser = site.browser()
     await browser.get("/set?key=csrf&value=attackers")  # a session an attacker planted
@@ -386,8 +390,9 @@ async def test_a_failed_login_never_saves_under_the_old_id(
 @pytest.mark.adapters(*MIDDLEWARES)
 @pytest.mark.parametrize("policy", ["fail", "warn"])
 async def test_a_logout_that_fails_expires_the_cookie_and_says_503(
-    make_site: SiteFactory, store: SessionStore, proxy: FaultProxy, policy: str
+    make_site: SiteFactory, make_store: StoreFactory, proxy: FaultProxy, policy: str
 ) -> None:
+    store = await make_store(retry=GIVING_UP)  # failures give up quickly
     site = await make_site(store, on_store_error=policy)
     browser, sid = await logged_in(site)
     proxy.fail_forever("503", operation="DeleteItem")
