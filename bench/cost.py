@@ -75,6 +75,7 @@ from cyclicsess import (
     MsgpackCodec,
     SessionStore,
 )
+from cyclicsess._capacity import item_size, read_units, write_units
 
 # -- parameters ----------------------------------------------------------------
 
@@ -128,77 +129,7 @@ def purpose(name: str) -> Iterator[None]:
         PURPOSE.reset(token)
 
 
-# -- DynamoDB's size and capacity rules ------------------------------------------
-
-
-def number_size(text: str) -> int:
-    """Bytes of an N value: base-100 digit pairs aligned on the decimal point, plus 1."""
-    if text.isdigit():  # the common case: a non-negative integer
-        stripped = text.lstrip("0")
-        if not stripped:
-            return 1
-        digits = len(stripped.rstrip("0"))
-        exponent = len(stripped) - 1
-        negative = 0
-    else:
-        sign, digit_tuple, exp = Decimal(text).normalize().as_tuple()
-        if digit_tuple == (0,):
-            return 1
-        digits = len(digit_tuple)
-        exponent = digits - 1 + int(exp)
-        negative = sign
-    pairs = (digits + 1) // 2 + (1 if digits % 2 == 0 and exponent % 2 == 0 else 0)
-    return 1 + pairs + negative
-
-
-def _b64_size(text: str) -> int:
-    return len(text) * 3 // 4 - text[-2:].count("=")
-
-
-def _str_size(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode())
-
-
-def value_size(value: Mapping[str, Any]) -> int:
-    """Bytes DynamoDB counts for one attribute value (without its name)."""
-    ((kind, raw),) = value.items()
-    if kind == "S":
-        return _str_size(raw)
-    if kind == "N":
-        return number_size(raw)
-    if kind == "B":
-        return _b64_size(raw)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "M":
-        return 3 + sum(1 + _str_size(name) + value_size(v) for name, v in raw.items())
-    if kind == "L":
-        return 3 + sum(1 + value_size(v) for v in raw)
-    if kind == "SS":
-        return sum(_str_size(v) for v in raw)
-    if kind == "NS":
-        return sum(number_size(v) for v in raw)
-    if kind == "BS":
-        return sum(_b64_size(v) for v in raw)
-    raise ValueError(f"unknown attribute type {kind}")
-
-
-def item_size(item: Mapping[str, Any]) -> int:
-    """Bytes of an item: attribute names plus values (DynamoDB's item size)."""
-    return sum(_str_size(name) + value_size(v) for name, v in item.items())
-
-
-def read_units(size: int | None, consistent: bool) -> float:
-    units = 1 if size is None else math.ceil(size / 4096)
-    return units if consistent else units / 2
-
-
-def write_units(*sizes: int | None) -> int:
-    largest = max((s for s in sizes if s is not None), default=0)
-    return max(1, math.ceil(largest / 1024))
-
-
-# -- the shadow copy of an item, updated as DynamoDB would -----------------------
+# -- DynamoDB's size and capacity rules: cyclicsess._capacity ----------------------
 
 
 def _path(expr: str, names: Mapping[str, str]) -> list[str]:

@@ -17,7 +17,7 @@ import logging
 import random
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -33,6 +33,7 @@ from .errors import (
     ConditionalCheckFailed,
     ConfigurationError,
     DynamoDBError,
+    ResourceNotFound,
     StoreUnavailable,
     error_for,
 )
@@ -43,7 +44,6 @@ log = logging.getLogger("cyclicsess.dynamo")
 
 _TARGET = "DynamoDB_20120810."
 _CONTENT_TYPE = "application/x-amz-json-1.0"
-_BATCH_WRITE_LIMIT = 25
 _SHORTEST_ATTEMPT_S = 0.05
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 #: Hosts known to honour ReturnValuesOnConditionCheckFailure (DynamoDB itself).
@@ -80,6 +80,22 @@ class _RetryableFailure(Exception):
 
 class _OutOfTime(Exception):
     """The call's budget ran out before an attempt could be made; the message (if any) says why."""
+
+
+def _named_table(error: ResourceNotFound, payload: Mapping[str, Any]) -> ResourceNotFound:
+    """The error with the missing table's name and how to create it."""
+    table = payload.get("TableName")
+    if not isinstance(table, str):
+        return error
+    named = ResourceNotFound(
+        error.code,
+        f"table {table!r} does not exist (or is not ACTIVE yet); create it with "
+        f"`python -m cyclicsess ensure-table {table}` or `await store.ensure_table()`",
+        status=error.status,
+        body=error.body,
+    )
+    named.attempts = error.attempts
+    return named
 
 
 def _endpoint(endpoint_url: str) -> URL:
@@ -194,6 +210,8 @@ class DynamoClient:
             except _OutOfTime as exc:
                 reason = str(exc) or describe_failure(cause)
                 raise self._unavailable(operation, attempts - 1, started, reason) from cause
+            except ResourceNotFound as error:
+                raise _named_table(error, payload) from error
             except DynamoDBError as error:
                 error.attempts = attempts
                 if isinstance(error, ConditionalCheckFailed) and error.item is not None:
@@ -304,42 +322,3 @@ class DynamoClient:
         if error.retryable:
             raise _RetryableFailure from error
         raise error
-
-    async def scan(self, payload: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Yield every item a ``Scan`` returns, following ``LastEvaluatedKey``."""
-        request = dict(payload)
-        while True:
-            page = await self.call("Scan", request)
-            for item in page.get("Items", ()):
-                yield item
-            last_key = page.get("LastEvaluatedKey")
-            if not last_key:
-                return
-            request["ExclusiveStartKey"] = last_key
-
-    async def batch_write(self, table: str, requests: Sequence[Mapping[str, Any]]) -> None:
-        """Apply ``PutRequest``/``DeleteRequest`` entries in batches of 25.
-
-        Unprocessed entries are resent with backoff inside the retry budget.
-
-        Raises:
-            StoreUnavailable: some entries were still unprocessed at the end.
-        """
-        for start in range(0, len(requests), _BATCH_WRITE_LIMIT):
-            pending = list(requests[start : start + _BATCH_WRITE_LIMIT])
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.retry.budget.total_seconds()
-            attempts = 0
-            while pending:
-                attempts += 1
-                answer = await self.call("BatchWriteItem", {"RequestItems": {table: pending}})
-                pending = list(answer.get("UnprocessedItems", {}).get(table, ()))
-                if not pending:
-                    break
-                delay = random.uniform(0, 0.05 * 2**attempts)  # noqa: S311 - jitter
-                if loop.time() + delay >= deadline:
-                    raise StoreUnavailable(
-                        f"BatchWriteItem left {len(pending)} entries unprocessed",
-                        attempts=attempts,
-                    )
-                await asyncio.sleep(delay)

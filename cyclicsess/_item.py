@@ -9,11 +9,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._capacity import number_size
 from .errors import DecodeError
 
 __all__ = [
     "ITEM_SIZE_LIMIT",
     "MOVED_TO",
+    "USER",
+    "USER_INDEX",
     "WRITE_ID",
     "SessionRecord",
     "StoredItem",
@@ -33,6 +36,10 @@ VERSION = "ver"
 WRITE_ID = "wid"
 #: Set on an item that regenerate moved: the storage key it moved to (it has ended).
 MOVED_TO = "moved_to"
+#: The keyed hash of the session's user (``data[user_key]``): the user index's key.
+USER = "uid"
+#: The global secondary index on :data:`USER` (keys only).
+USER_INDEX = "by_user"
 
 #: Characters of a write id (base64url of 9 random bytes).
 WRITE_ID_LENGTH = 12
@@ -66,12 +73,15 @@ class SessionRecord:
     reaches logs and error trackers.
 
     Attributes:
-        id: the session id (the cookie's value, never stored).
+        id: the session id (the cookie's value, never stored); empty in the
+            records :meth:`SessionStore.sessions_of` lists, which know only
+            the storage key.
         data: the user's session dict.
         version: incremented by every data write; pass it to ``set`` to detect conflicts.
         expires_at: when the session ends unless touched or saved again (UTC).
         touched_at: the last write or touch (UTC, millisecond precision).
         created_at: when the session was created (UTC).
+        storage_key: the key its item is stored under (a hash of the id: safe to show).
     """
 
     id: str = field(repr=False)
@@ -80,6 +90,7 @@ class SessionRecord:
     expires_at: dt.datetime
     touched_at: dt.datetime
     created_at: dt.datetime
+    storage_key: str = ""
 
     def __repr__(self) -> str:
         return (
@@ -100,6 +111,7 @@ class StoredItem:
     created: int  # epoch seconds
     version: int
     write_id: str | None = None
+    user: str | None = None  # the user index key, if the session has a user
 
     def expiry(self, absolute_lifetime_s: float | None) -> float:
         """Epoch seconds at which the session ends, the absolute lifetime included."""
@@ -108,7 +120,11 @@ class StoredItem:
         return min(self.expires, self.created + absolute_lifetime_s)
 
     def record(
-        self, sid: str, data: dict[str, Any], absolute_lifetime_s: float | None
+        self,
+        sid: str,
+        data: dict[str, Any],
+        absolute_lifetime_s: float | None,
+        storage_key: str = "",
     ) -> SessionRecord:
         """The public view of this item."""
         return SessionRecord(
@@ -118,13 +134,8 @@ class StoredItem:
             expires_at=_utc(self.expiry(absolute_lifetime_s)),
             touched_at=_utc(self.touched_ms / 1000),
             created_at=_utc(self.created),
+            storage_key=storage_key,
         )
-
-
-def _number_size(text: str) -> int:
-    """Bytes of a number: one per two significant digits, plus up to two (rounded up)."""
-    digits = text.lstrip("-").replace(".", "").strip("0") or "0"
-    return (len(digits) + 1) // 2 + 2
 
 
 @dataclass(frozen=True)
@@ -137,12 +148,14 @@ class TableLayout:
         range_key: the sort key attribute (type S), for single-table designs;
             it holds the same storage key as the partition key.
         data_type: ``"B"`` or ``"S"``, from the codec.
+        indexed: whether items carry the user index key (``user_key`` is set).
     """
 
     table: str
     hash_key: str = "id"
     range_key: str | None = None
     data_type: Literal["B", "S"] = "B"
+    indexed: bool = False
 
     def key(self, storage_key: str) -> dict[str, dict[str, str]]:
         """The ``Key`` of a session's item."""
@@ -158,7 +171,14 @@ class TableLayout:
         return {"B": base64.b64encode(blob).decode()}
 
     def new_item(
-        self, storage_key: str, blob: bytes, *, expires: int, touched_ms: int, created: int
+        self,
+        storage_key: str,
+        blob: bytes,
+        *,
+        expires: int,
+        touched_ms: int,
+        created: int,
+        user: str | None = None,
     ) -> dict[str, Any]:
         """A complete item for ``PutItem``, at version 1."""
         item: dict[str, Any] = self.key(storage_key)
@@ -167,6 +187,8 @@ class TableLayout:
         item[TOUCHED] = number(touched_ms)
         item[CREATED] = number(created)
         item[VERSION] = number(1)
+        if user is not None:
+            item[USER] = {"S": user}
         return item
 
     def item_size(self, storage_key: str, blob: bytes) -> int:
@@ -180,9 +202,11 @@ class TableLayout:
         size = sum(len(name.encode()) + key_bytes for name in self.key(storage_key))
         size += len(DATA) + len(blob)
         for name, value in _WORST_CASE_NUMBERS.items():
-            size += len(name) + _number_size(str(value))
+            size += len(name) + number_size(str(value))
         size += len(WRITE_ID) + WRITE_ID_LENGTH
         size += len(MOVED_TO) + key_bytes  # the new key has the old one's length
+        if self.indexed:  # the user index key has a storage key's length
+            size += len(USER) + key_bytes
         return size
 
     def parse(self, item: Mapping[str, Any]) -> StoredItem:
@@ -194,6 +218,7 @@ class TableLayout:
             else:
                 blob = base64.b64decode(data["B"], validate=True)
             write_id = item.get(WRITE_ID)
+            user = item.get(USER)
             return StoredItem(
                 blob=blob,
                 expires=_epoch(item, EXPIRES, 1),
@@ -201,6 +226,7 @@ class TableLayout:
                 created=_epoch(item, CREATED, 1),
                 version=int(item[VERSION]["N"]),
                 write_id=None if write_id is None else str(write_id["S"]),
+                user=None if user is None else str(user["S"]),
             )
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise DecodeError(f"item is not a session item: {exc!r}") from exc

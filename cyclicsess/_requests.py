@@ -6,8 +6,9 @@ them without a server. The store decides when to send which.
 
 Placeholders: ``#k`` the hash key, ``#e`` expires, ``#c`` created, ``#t``
 touched, ``#d`` data, ``#v`` version, ``#w`` write id, ``#m`` moved-to;
-``:now``, ``:oldest`` (the absolute lifetime's cut-off), ``:e``, ``:t``,
-``:d``, ``:w``, ``:ver``, ``:one``, ``:dead``, ``:to``.
+``#u`` the user index key; ``:now``, ``:oldest`` (the absolute lifetime's
+cut-off), ``:e``, ``:t``, ``:d``, ``:w``, ``:u``, ``:ver``, ``:one``,
+``:dead``, ``:to``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from ._item import (
     EXPIRES,
     MOVED_TO,
     TOUCHED,
+    USER,
+    USER_INDEX,
     VERSION,
     WRITE_ID,
     TableLayout,
@@ -96,12 +99,14 @@ class Requests:
         ttl_s: float,
         write_id: str,
         version: int | None,
+        user: str | None = None,
     ) -> Payload:
         """UpdateItem of a live session's data, renewing its lifetime.
 
         It applies once: a retry of it meets its own write id and fails its
         condition (the store then recognises its own write). With ``version``
-        it also fails if another writer saved first.
+        it also fails if another writer saved first. With a user index, the
+        session's user key is set (or removed, when ``user`` is None).
         """
         condition, names, values = self._alive(now)
         condition += " AND (attribute_not_exists(#w) OR #w <> :w)"
@@ -118,9 +123,17 @@ class Requests:
         if version is not None:
             condition += " AND #v = :ver"
             values[":ver"] = number(version)
+        update = "SET #d = :d, #e = :e, #t = :t, #w = :w, #v = #v + :one"
+        if self.layout.indexed:
+            names["#u"] = USER
+            if user is None:
+                update += " REMOVE #u"
+            else:
+                update += ", #u = :u"
+                values[":u"] = {"S": user}
         return self._keyed(
             storage_key,
-            UpdateExpression="SET #d = :d, #e = :e, #t = :t, #w = :w, #v = #v + :one",
+            UpdateExpression=update,
             ConditionExpression=condition,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
@@ -161,6 +174,25 @@ class Requests:
     def delete(self, storage_key: str) -> Payload:
         """DeleteItem, whatever the item holds."""
         return self._keyed(storage_key)
+
+    def delete_of_user(self, storage_key: str, user: str) -> Payload:
+        """DeleteItem of a session only while it still belongs to ``user`` (its index key)."""
+        return self._keyed(
+            storage_key,
+            ConditionExpression="#u = :u",
+            ExpressionAttributeNames={"#u": USER},
+            ExpressionAttributeValues={":u": {"S": user}},
+        )
+
+    def sessions_of(self, user: str) -> Payload:
+        """Query of the user index: the keys of ``user``'s items (eventually consistent)."""
+        return {
+            "TableName": self.layout.table,
+            "IndexName": USER_INDEX,
+            "KeyConditionExpression": "#u = :u",
+            "ExpressionAttributeNames": {"#u": USER},
+            "ExpressionAttributeValues": {":u": {"S": user}},
+        }
 
     def delete_if_ended(self, storage_key: str, *, now: float) -> Payload:
         """DeleteItem of an item only if it has still ended at ``now`` (none is renewed)."""

@@ -23,6 +23,7 @@ from ._dynamo import DynamoClient, RetryPolicy
 from ._item import (
     ITEM_SIZE_LIMIT,
     WRITE_ID_LENGTH,
+    SessionRecord,
     StoredItem,
     TableLayout,
 )
@@ -33,7 +34,6 @@ from .errors import (
     ConditionalCheckFailed,
     ConfigurationError,
     DecodeError,
-    ResourceNotFound,
     SessionTooLarge,
 )
 from .ids import KeyHasher
@@ -97,11 +97,19 @@ class StoreBase:
         clock: Clock = time.time,
         max_connections: int = 64,
         client: DynamoClient | None = None,
+        user_key: str | None = None,
     ) -> None:
         if not table:
             raise ConfigurationError("a table name is required")
         self.codec: Codec = codec or MsgpackCodec()
-        self.layout = TableLayout(table, hash_key, range_key, self.codec.attribute_type)
+        if user_key is not None and (not isinstance(user_key, str) or not user_key):
+            raise ConfigurationError(
+                f"user_key must be a key of the session dict, not {user_key!r}"
+            )
+        self.user_key = user_key
+        self.layout = TableLayout(
+            table, hash_key, range_key, self.codec.attribute_type, indexed=user_key is not None
+        )
         self.ttl_s = duration_seconds(ttl, "ttl")
         self.touch_interval_s = (
             self.ttl_s / _DEFAULT_TOUCHES_PER_TTL
@@ -188,6 +196,16 @@ class StoreBase:
             raise ConfigurationError("the store is not open: use `async with` or `await open()`")
         return self._client
 
+    @property
+    def key_prefix(self) -> str:
+        """The prefix of every storage key."""
+        return self._hasher.prefix
+
+    @property
+    def clock(self) -> Clock:
+        """The store's clock (epoch seconds)."""
+        return self._clock
+
     def storage_key(self, sid: str) -> str:
         """The key the item of a well-formed session id is stored under."""
         return self._hasher.storage_key(sid)
@@ -199,19 +217,9 @@ class StoreBase:
         return storage_key[len(self._hasher.prefix) :][:12]
 
     async def _call(self, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Send one request; a missing table is named, with how to create it."""
+        """Send one request (the transport names a missing table, and how to create it)."""
         client = self._client or await self._open_client()
-        try:
-            return await client.call(operation, payload)
-        except ResourceNotFound as exc:
-            table = self.layout.table
-            raise ResourceNotFound(
-                exc.code,
-                f"table {table!r} does not exist (or is not ACTIVE yet); create it with "
-                f"`python -m cyclicsess ensure-table {table}` or `await store.ensure_table()`",
-                status=exc.status,
-                body=exc.body,
-            ) from exc
+        return await client.call(operation, payload)
 
     def _encode(self, data: Mapping[str, Any], storage_key: str) -> bytes:
         blob = self.codec.encode(data)
@@ -252,6 +260,22 @@ class StoreBase:
         item: dict[str, Any] | None = answer.get("Item")
         return item
 
+    def _record(self, sid: str, storage_key: str, stored: StoredItem) -> SessionRecord | None:
+        """The public view of a stored item, or None if its data does not decode."""
+        try:
+            data = self.codec.decode(stored.blob)
+        except DecodeError as exc:
+            log.warning("session %s: undecodable data ignored: %s", self._log_id(storage_key), exc)
+            return None
+        return stored.record(sid, data, self.absolute_lifetime_s, storage_key)
+
+    def _user_of(self, data: Mapping[str, Any]) -> str | None:
+        """The user index key of ``data`` (its ``user_key`` value, hashed), or None."""
+        if self.user_key is None:
+            return None
+        user = data.get(self.user_key)
+        return None if user is None else self._hasher.user_key(str(user))
+
     def _new_item(self, storage_key: str, stored: StoredItem) -> dict[str, Any]:
         return self.layout.new_item(
             storage_key,
@@ -259,6 +283,7 @@ class StoreBase:
             expires=stored.expires,
             touched_ms=stored.touched_ms,
             created=stored.created,
+            user=stored.user,
         )
 
     async def _put_new(self, storage_key: str, item: dict[str, Any]) -> None:

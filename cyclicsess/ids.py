@@ -71,21 +71,31 @@ class KeyHasher:
 
     def __init__(self, secret: str | bytes | None, prefix: str = "") -> None:
         self.prefix = prefix
-        self._mac = (
-            None
-            if secret is None
-            else hmac.new(_derive(_secret_bytes(secret), b"storage-key"), digestmod=hashlib.sha256)
-        )
+        raw = None if secret is None else _secret_bytes(secret)
+        self._mac = _keyed(raw, b"storage-key")
+        self._user_mac = _keyed(raw, b"user-key")
 
     def storage_key(self, sid: str) -> str:
         """The storage key of a well-formed id."""
-        if self._mac is None:
-            digest = hashlib.sha256(sid.encode()).digest()
-        else:
-            mac = self._mac.copy()
-            mac.update(sid.encode())
-            digest = mac.digest()
-        return self.prefix + _b64(digest)
+        return self.prefix + _digest(self._mac, sid)
+
+    def user_key(self, user: str) -> str:
+        """The index key of a user's sessions: a keyed hash of ``user``, of fixed length."""
+        return self.prefix + _digest(self._user_mac, "user\x00" + user)
+
+
+def _keyed(secret: bytes | None, purpose: bytes) -> hmac.HMAC | None:
+    if secret is None:
+        return None
+    return hmac.new(_derive(secret, purpose), digestmod=hashlib.sha256)
+
+
+def _digest(mac: hmac.HMAC | None, text: str) -> str:
+    if mac is None:
+        return _b64(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
+    copy = mac.copy()
+    copy.update(text.encode("utf-8", "surrogatepass"))
+    return _b64(copy.digest())
 
 
 class CookieSigner:

@@ -21,7 +21,8 @@ from typing import Any
 from . import table as _table
 from ._item import MOVED_TO, StoredItem
 from ._item import SessionRecord as SessionRecord
-from ._store_base import Clock, StoreBase, duration_seconds, new_write_id
+from ._store_base import Clock, duration_seconds, new_write_id
+from ._users import UserSessions
 from .errors import (
     ConditionalCheckFailed,
     CyclicSessError,
@@ -39,7 +40,7 @@ __all__ = ["Clock", "SessionStore"]
 log = logging.getLogger("cyclicsess")
 
 
-class SessionStore(StoreBase):
+class SessionStore(UserSessions):
     """Sessions in one DynamoDB table.
 
     Use it as ``async with SessionStore("sessions") as store:``; it also opens
@@ -74,6 +75,11 @@ class SessionStore(StoreBase):
         max_connections: size of the connection pool.
         client: a ready transport (then region, endpoint, profile, retry and
             max_connections are ignored).
+        user_key: index sessions by ``data[user_key]`` (``"user"``, say): every
+            data write stores a keyed hash of ``str(data[user_key])``, and
+            :meth:`sessions_of` and :meth:`revoke_user` find a user's sessions
+            through a keys-only global secondary index that :meth:`ensure_table`
+            creates.
     """
 
     # -- reading ---------------------------------------------------------------
@@ -102,15 +108,6 @@ class SessionStore(StoreBase):
                 await self._delete_expired(storage_key, now)
             return None
         return self._record(sid, storage_key, stored)
-
-    def _record(self, sid: str, storage_key: str, stored: StoredItem) -> SessionRecord | None:
-        """The public view of a stored item, or None if its data does not decode."""
-        try:
-            data = self.codec.decode(stored.blob)
-        except DecodeError as exc:
-            log.warning("session %s: undecodable data ignored: %s", self._log_id(storage_key), exc)
-            return None
-        return stored.record(sid, data, self.absolute_lifetime_s)
 
     async def _delete_expired(self, storage_key: str, now: float) -> None:
         try:
@@ -143,9 +140,10 @@ class SessionStore(StoreBase):
             touched_ms=int(now * 1000),
             created=int(now),
             version=1,
+            user=self._user_of(data),
         )
         await self._put_new(storage_key, self._new_item(storage_key, stored))
-        return stored.record(sid, dict(data), self.absolute_lifetime_s)
+        return stored.record(sid, dict(data), self.absolute_lifetime_s, storage_key)
 
     # -- saving ----------------------------------------------------------------
 
@@ -185,7 +183,9 @@ class SessionStore(StoreBase):
             created=int(record.created_at.timestamp()),
             version=version,
         )
-        return stored.record(record.id, dict(data), self.absolute_lifetime_s)
+        return stored.record(
+            record.id, dict(data), self.absolute_lifetime_s, self.storage_key(record.id)
+        )
 
     async def _save(
         self, sid: str, data: Mapping[str, Any], version: int | None
@@ -198,7 +198,13 @@ class SessionStore(StoreBase):
         now = self._clock()
         write_id = new_write_id()
         payload = self.requests.save(
-            storage_key, blob, now=now, ttl_s=self.ttl_s, write_id=write_id, version=version
+            storage_key,
+            blob,
+            now=now,
+            ttl_s=self.ttl_s,
+            write_id=write_id,
+            version=version,
+            user=self._user_of(data),
         )
         try:
             answer = await self._call("UpdateItem", payload)
@@ -278,7 +284,9 @@ class SessionStore(StoreBase):
             created=int(record.created_at.timestamp()),
             version=record.version,
         )
-        return stored.record(record.id, record.data, self.absolute_lifetime_s)
+        return stored.record(
+            record.id, record.data, self.absolute_lifetime_s, self.storage_key(record.id)
+        )
 
     async def _touch(self, sid: str, now: float) -> bool:
         payload = self.requests.touch(self.storage_key(sid), now=now, ttl_s=self.ttl_s)
@@ -290,11 +298,19 @@ class SessionStore(StoreBase):
 
     # -- ending and moving -----------------------------------------------------
 
-    async def destroy(self, sid: str) -> None:
-        """Delete a session; a no-op for unknown or malformed ids."""
-        if not is_well_formed(sid):
+    async def destroy(self, session: str | SessionRecord) -> None:
+        """Delete a session, by id or by record; a no-op for unknown or malformed ids.
+
+        A record from :meth:`sessions_of` (which knows no id) is deleted by its
+        storage key.
+        """
+        if isinstance(session, SessionRecord):
+            storage_key = session.storage_key or self.storage_key(session.id)
+        elif is_well_formed(session):
+            storage_key = self.storage_key(session)
+        else:
             return
-        await self._call("DeleteItem", self.requests.delete(self.storage_key(sid)))
+        await self._call("DeleteItem", self.requests.delete(storage_key))
 
     async def regenerate(self, sid: str, *, data: Mapping[str, Any] | None = None) -> str:
         """Move a live session to a new id and end the old one; return the new id.
@@ -353,6 +369,7 @@ class SessionStore(StoreBase):
             touched_ms=int(now * 1000),
             created=old.created,
             version=1,
+            user=self._user_of(moved_data),
         )
         try:
             await self._put_new(new_key, self._new_item(new_key, moved))
@@ -366,7 +383,7 @@ class SessionStore(StoreBase):
             await self._call("DeleteItem", self.requests.delete(old_key))
         except CyclicSessError as exc:
             log.warning("session %s moved; old item left to expire: %s", self._log_id(old_key), exc)
-        return moved.record(new_sid, moved_data, self.absolute_lifetime_s)
+        return moved.record(new_sid, moved_data, self.absolute_lifetime_s, new_key)
 
     # -- the table -------------------------------------------------------------
 

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from ._bulk import pages
 from ._dynamo import DynamoClient
-from ._item import EXPIRES, TableLayout
+from ._item import EXPIRES, USER, USER_INDEX, TableLayout
 from ._requests import Requests, lifetime_condition
 from .errors import (
     ConditionalCheckFailed,
@@ -20,9 +21,10 @@ from .errors import (
     DynamoDBError,
     ResourceInUse,
     ResourceNotFound,
+    ValidationError,
 )
 
-__all__ = ["ensure_table", "purge_expired"]
+__all__ = ["create_table_request", "ensure_table", "purge_expired"]
 
 log = logging.getLogger("cyclicsess")
 
@@ -34,6 +36,37 @@ def _key_schema(layout: TableLayout) -> list[dict[str, str]]:
     return schema
 
 
+def _user_index() -> dict[str, Any]:
+    return {
+        "IndexName": USER_INDEX,
+        "KeySchema": [{"AttributeName": USER, "KeyType": "HASH"}],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }
+
+
+def _attributes(layout: TableLayout) -> list[dict[str, str]]:
+    names = [key["AttributeName"] for key in _key_schema(layout)]
+    if layout.indexed:
+        names.append(USER)
+    return [{"AttributeName": name, "AttributeType": "S"} for name in names]
+
+
+def create_table_request(layout: TableLayout) -> dict[str, Any]:
+    """The ``CreateTable`` request for ``layout``: on-demand, keyed by strings, the user index.
+
+    The templates of the command line (CloudFormation, Terraform) define the same table.
+    """
+    request: dict[str, Any] = {
+        "TableName": layout.table,
+        "AttributeDefinitions": _attributes(layout),
+        "KeySchema": _key_schema(layout),
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if layout.indexed:
+        request["GlobalSecondaryIndexes"] = [_user_index()]
+    return request
+
+
 async def _describe(client: DynamoClient, table: str) -> dict[str, Any] | None:
     try:
         answer = await client.call("DescribeTable", {"TableName": table})
@@ -43,53 +76,84 @@ async def _describe(client: DynamoClient, table: str) -> dict[str, Any] | None:
     return description
 
 
-async def ensure_table(
-    client: DynamoClient, layout: TableLayout, *, timeout: timedelta = timedelta(minutes=2)
-) -> None:
-    """Create ``layout.table`` unless it exists, wait until ACTIVE, enable TTL on ``expires``.
+def _active(description: dict[str, Any] | None) -> bool:
+    if description is None or description.get("TableStatus") != "ACTIVE":
+        return False
+    indexes = description.get("GlobalSecondaryIndexes") or ()
+    return all(index.get("IndexStatus", "ACTIVE") == "ACTIVE" for index in indexes)
 
-    Args:
-        client: the transport.
-        layout: the table name and key attributes.
-        timeout: how long to wait for the table to become ACTIVE.
 
-    Raises:
-        ConfigurationError: the table exists with another key schema, or did
-            not become ACTIVE in time.
-    """
-    table = layout.table
-    description = await _describe(client, table)
-    if description is None:
-        try:
-            await client.call(
-                "CreateTable",
-                {
-                    "TableName": table,
-                    "AttributeDefinitions": [
-                        {"AttributeName": key["AttributeName"], "AttributeType": "S"}
-                        for key in _key_schema(layout)
-                    ],
-                    "KeySchema": _key_schema(layout),
-                    "BillingMode": "PAY_PER_REQUEST",
-                },
-            )
-            log.info("created table %s", table)
-        except ResourceInUse:
-            pass  # somebody else is creating it
+async def _wait_active(
+    client: DynamoClient, table: str, description: dict[str, Any] | None, timeout: timedelta
+) -> dict[str, Any]:
+    """Poll until the table and its indexes are ACTIVE; the last description."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout.total_seconds()
     delay = 0.05
-    while description is None or description.get("TableStatus") != "ACTIVE":
+    while not _active(description):
         if loop.time() + delay > deadline:
             raise ConfigurationError(f"table {table} did not become ACTIVE within {timeout}")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 2.0)
         description = await _describe(client, table)
+    assert description is not None  # noqa: S101 - _active() was True
+    return description
+
+
+async def _add_user_index(client: DynamoClient, layout: TableLayout) -> None:
+    try:
+        await client.call(
+            "UpdateTable",
+            {
+                "TableName": layout.table,
+                "AttributeDefinitions": _attributes(layout),
+                "GlobalSecondaryIndexUpdates": [{"Create": _user_index()}],
+            },
+        )
+    except ValidationError as exc:
+        raise ConfigurationError(
+            f"table {layout.table} has no user index and this server cannot add one to an "
+            f"existing table ({exc}); recreate the table, or add the index {USER_INDEX!r} "
+            f"(hash key {USER!r}, type S, keys only) yourself"
+        ) from exc
+    log.info("adding the user index to table %s", layout.table)
+
+
+async def ensure_table(
+    client: DynamoClient, layout: TableLayout, *, timeout: timedelta = timedelta(minutes=2)
+) -> None:
+    """Create ``layout.table`` unless it exists, wait until ACTIVE, enable TTL on ``expires``.
+
+    With a user index (``layout.indexed``), a table without it gets it
+    (UpdateTable), and the wait lasts until the index is ACTIVE too.
+
+    Args:
+        client: the transport.
+        layout: the table name and key attributes.
+        timeout: how long to wait for the table (and its index) to become ACTIVE.
+
+    Raises:
+        ConfigurationError: the table exists with another key schema, did not
+            become ACTIVE in time, or needs an index this server cannot add.
+    """
+    table = layout.table
+    description = await _describe(client, table)
+    if description is None:
+        try:
+            await client.call("CreateTable", create_table_request(layout))
+            log.info("created table %s", table)
+        except ResourceInUse:
+            pass  # somebody else is creating it
+    description = await _wait_active(client, table, description, timeout)
     schema = sorted(description.get("KeySchema", []), key=lambda key: key["KeyType"])
     if schema != sorted(_key_schema(layout), key=lambda key: key["KeyType"]):
         raise ConfigurationError(
             f"table {table} has key schema {schema}, not {_key_schema(layout)}"
         )
+    indexes = {i.get("IndexName") for i in description.get("GlobalSecondaryIndexes") or ()}
+    if layout.indexed and USER_INDEX not in indexes:
+        await _add_user_index(client, layout)
+        await _wait_active(client, table, None, timeout)
     await _enable_ttl(client, table)
 
 
@@ -176,7 +240,7 @@ async def purge_expired(
             slots.release()
 
     try:
-        async for item in client.scan(scan):
+        async for item in pages(client, "Scan", scan):
             if failures:
                 break
             await slots.acquire()  # at most _PURGE_CONCURRENCY deletes in flight

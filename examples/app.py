@@ -25,7 +25,18 @@ async def render(request: web.Request, body: str) -> web.Response:
 async def home(request: web.Request) -> web.Response:
     session = await get_session(request)
     shop.visit(session)
-    return await render(request, shop.home(session))
+    await commit_session(request)  # saved first: the list below includes this visit
+    store = request.app[STORE_KEY]
+    sessions = await shop.sessions_of(store, session)
+    current = store.storage_key(session.id) if session.id else None
+    return await render(request, shop.home(session, shop.your_sessions(sessions, current)))
+
+
+async def logout_others(request: web.Request) -> web.Response:
+    session = await get_session(request)
+    if "user" in session and session.id:
+        await request.app[STORE_KEY].revoke_user(session["user"], keep=session.id)
+    raise web.HTTPSeeOther("/")
 
 
 async def login(request: web.Request) -> web.Response:
@@ -64,6 +75,7 @@ def make_app(store: SessionStore) -> web.Application:
     app.router.add_post("/cart", add_to_cart)
     app.router.add_post("/cart/empty", empty_cart)
     app.router.add_post("/logout", logout)
+    app.router.add_post("/logout-others", logout_others)
     return app
 
 

@@ -40,8 +40,19 @@ def make_app(store: SessionStore) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     async def home(request: Request) -> HTMLResponse:
-        shop.visit(session_of(request))
-        return await render(request, shop.home(request.session))
+        session = session_of(request)
+        shop.visit(session)
+        await commit_session(request)  # saved first: the list below includes this visit
+        sessions = await shop.sessions_of(store, session)
+        current = store.storage_key(session.id) if session.id else None
+        return await render(request, shop.home(session, shop.your_sessions(sessions, current)))
+
+    @app.post("/logout-others")
+    async def logout_others(request: Request) -> RedirectResponse:
+        session = session_of(request)
+        if "user" in session and session.id:
+            await store.revoke_user(session["user"], keep=session.id)
+        return RedirectResponse("/", status_code=303)
 
     @app.post("/login")
     async def login(request: Request, name: str = Form("")) -> RedirectResponse:

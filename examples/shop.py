@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from cyclicsess import Session, SessionStore
+from cyclicsess import Session, SessionRecord, SessionStore
 from examples.serve import local_endpoint
 
 PAGE = """<!doctype html>
@@ -41,6 +41,7 @@ def make_store() -> SessionStore:
         endpoint_url=local_endpoint(),
         ttl=timedelta(hours=1),
         secret=os.environ.get("SESSION_SECRET") or None,
+        user_key="user",  # sessions are listed and revoked per user
     )
 
 
@@ -50,7 +51,28 @@ def visit(session: Session) -> None:
         session["visits"] = session.get("visits", 0) + 1
 
 
-def home(session: Mapping[str, Any]) -> str:
+async def sessions_of(store: SessionStore, session: Mapping[str, Any]) -> list[SessionRecord]:
+    """The live sessions of the session's user (none when nobody is logged in)."""
+    user = session.get("user")
+    return [] if user is None else await store.sessions_of(user)
+
+
+def your_sessions(records: list[SessionRecord], current: str | None) -> str:
+    """The "your sessions" panel: each session's creation and last use, and a way out."""
+    if not records:
+        return ""
+    rows = "".join(
+        f"<li>{'this one' if r.storage_key == current else 'another'}: created "
+        f"{r.created_at:%Y-%m-%d %H:%M:%S}, last used {r.touched_at:%H:%M:%S} UTC</li>"
+        for r in records
+    )
+    return f"""<h2>Your sessions (<span id="session-count">{len(records)}</span>)</h2>
+<ul id="sessions">{rows}</ul>
+<form method="post" action="/logout-others"><button id="logout-others">Log out everywhere
+else</button></form>"""
+
+
+def home(session: Mapping[str, Any], panel: str = "") -> str:
     """The home page's body."""
     user = session.get("user")
     if user is None:
@@ -63,7 +85,8 @@ def home(session: Mapping[str, Any]) -> str:
 <form method="post" action="/cart"><input name="item" placeholder="item" required>
 <button id="add">Add</button></form>
 <form method="post" action="/cart/empty"><button id="empty">Empty cart</button></form>
-<form method="post" action="/logout"><button id="logout">Log out</button></form>"""
+<form method="post" action="/logout"><button id="logout">Log out</button></form>
+{panel}"""
 
 
 def page(framework: str, store: SessionStore, session: Session, body: str) -> str:

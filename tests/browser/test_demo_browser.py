@@ -61,7 +61,7 @@ async def test_a_visitor_logs_in_shops_and_logs_out(
             f"Chromium is needed at {CHROMIUM} for the browser tests: "
             "`apt-get install chromium` (Debian), or make test CHROMIUM=/path/to/chrome"
         )
-    store = await make_store()
+    store = await make_store(user_key="user")  # as the demo's own store
     base, stop = await serve(DEMOS[demo](store))
     try:
         browser = await Browser.launch()
@@ -128,7 +128,18 @@ async def visit(browser: Browser, store: SessionStore, base: str, tmp_path: Any)
         assert dt.datetime.fromisoformat(state["expires"]) == record.expires_at
         assert (await session_cookie(browser, base) or {}).get("value") == sid
 
-    # 4. A cart: two items, then empty.
+    # 4. Another device logs in as the same user: the page lists both; one click ends it.
+    other = await store.create({"user": NAME})
+    await browser.reload()
+    assert await browser.evaluate('document.getElementById("session-count").textContent') == "2"
+    await browser.click("#logout-others")
+    assert await browser.evaluate('document.getElementById("session-count").textContent') == "1"
+    assert await store.get(other) is None
+    assert (await session_cookie(browser, base) or {}).get("value") == sid
+    record = await store.get(sid)
+    assert record is not None and record.data["user"] == NAME
+
+    # 5. A cart: two items, then empty.
     for item in ("tea", "biscuits"):
         await browser.type("input[name=item]", item)
         await browser.click("#add")
@@ -145,7 +156,7 @@ async def visit(browser: Browser, store: SessionStore, base: str, tmp_path: Any)
     assert "cart" not in record.data
     assert record.data["user"] == NAME
 
-    # 5. Logout: the cookie leaves the jar and the session the store.
+    # 6. Logout: the cookie leaves the jar and the session the store.
     await browser.click("#logout")
     state = await page_state(browser)
     assert state["greeting"] == NOT_LOGGED_IN

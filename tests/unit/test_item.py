@@ -7,6 +7,7 @@ import base64
 import pytest
 
 from cyclicsess import DecodeError
+from cyclicsess._capacity import item_size
 from cyclicsess._item import MOVED_TO, VERSION, WRITE_ID, WRITE_ID_LENGTH, TableLayout
 
 
@@ -28,16 +29,6 @@ def test_new_item_parses_back() -> None:
     )
 
 
-def attribute_size(name: str, value: dict[str, str]) -> int:
-    """What DynamoDB counts for one attribute (names in UTF-8; numbers as stored)."""
-    ((kind, text),) = value.items()
-    if kind == "N":
-        digits = text.lstrip("-").replace(".", "").strip("0") or "0"
-        return len(name.encode()) + (len(digits) + 1) // 2 + 2
-    raw = base64.b64decode(text) if kind == "B" else text.encode()
-    return len(name.encode()) + len(raw)
-
-
 @pytest.mark.parametrize(
     ("hash_key", "range_key"), [("id", None), ("pk", "sk"), ("clé", "sörtkey")]
 )
@@ -53,7 +44,7 @@ def test_size_estimate_covers_every_attribute_any_write_adds(
     item[VERSION] = {"N": "999999999999"}
     item[WRITE_ID] = {"S": "w" * WRITE_ID_LENGTH}  # what set() adds
     item[MOVED_TO] = {"S": "sess:" + "m" * 43}  # what regenerate() adds
-    exact = sum(attribute_size(name, value) for name, value in item.items())
+    exact = item_size(item)  # DynamoDB's own rule
     estimate = layout.item_size(key, blob)
     assert exact <= estimate < exact + 16
 
