@@ -45,6 +45,8 @@ log = logging.getLogger("cyclicsess.dynamo")
 _TARGET = "DynamoDB_20120810."
 _CONTENT_TYPE = "application/x-amz-json-1.0"
 _SHORTEST_ATTEMPT_S = 0.05
+#: The operations whose consumed capacity a measuring client asks for.
+_MEASURED_OPERATIONS = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem"})
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 #: Hosts known to honour ReturnValuesOnConditionCheckFailure (DynamoDB itself).
 _AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
@@ -127,6 +129,10 @@ class DynamoClient:
 
     Attributes:
         requests_sent: how many HTTP requests this client has sent.
+        measure_capacity: set it to ask DynamoDB what each item operation
+            consumed (``ReturnConsumedCapacity``); off by default.
+        capacity_used: the capacity units the answers reported while
+            measuring, by operation (e.g. ``{"UpdateItem": 3.0}``).
         returns_old_items: whether the server returns the item a condition
             failed on when asked (``ReturnValuesOnConditionCheckFailure``);
             True for DynamoDB itself, learnt from the first answer elsewhere.
@@ -165,6 +171,8 @@ class DynamoClient:
         self._max_connections = max_connections
         self._pools = LoopPools(self._open_http, max_connections)
         self.requests_sent = 0
+        self.measure_capacity = False
+        self.capacity_used: dict[str, float] = {}
         host = url.raw_host or ""
         self.returns_old_items: bool | None = True if host.endswith(_AWS_HOST_SUFFIXES) else None
 
@@ -191,6 +199,9 @@ class DynamoClient:
             DynamoDBError: a subclass chosen by the error DynamoDB answered.
             StoreUnavailable: retryable failures outlasted the budget.
         """
+        measured = self.measure_capacity and operation in _MEASURED_OPERATIONS
+        if measured:
+            payload = {**payload, "ReturnConsumedCapacity": "TOTAL"}
         body = _dumps(payload).encode()
         target = _TARGET + operation
         policy = self.retry
@@ -204,7 +215,10 @@ class DynamoClient:
         while True:
             attempts += 1
             try:
-                return await self._attempt(target, body, deadline)
+                answer = await self._attempt(target, body, deadline)
+                if measured:
+                    self._count_capacity(operation, answer)
+                return answer
             except _RetryableFailure as failure:
                 cause = failure.__cause__
             except _OutOfTime as exc:
@@ -226,6 +240,12 @@ class DynamoClient:
                 raise self._unavailable(operation, attempts, started, reason) from cause
             log.debug("retrying %s after %r (attempt %d)", operation, cause, attempts)
             await asyncio.sleep(delay)
+
+    def _count_capacity(self, operation: str, answer: Mapping[str, Any]) -> None:
+        used = answer.get("ConsumedCapacity")
+        units = used.get("CapacityUnits") if isinstance(used, dict) else None
+        if isinstance(units, (int, float)):
+            self.capacity_used[operation] = self.capacity_used.get(operation, 0.0) + units
 
     @property
     def _pool_exhausted(self) -> str:

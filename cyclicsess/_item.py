@@ -13,6 +13,8 @@ from ._capacity import number_size
 from .errors import DecodeError
 
 __all__ = [
+    "DATA_REF",
+    "HEAD_LIMIT",
     "ITEM_SIZE_LIMIT",
     "MOVED_TO",
     "USER",
@@ -40,6 +42,14 @@ MOVED_TO = "moved_to"
 USER = "uid"
 #: The global secondary index on :data:`USER` (keys only).
 USER_INDEX = "by_user"
+#: On a head whose data is too large to keep in it: the key of its data item.
+DATA_REF = "dref"
+#: ... and when that data item expires (it is renewed before the session outlives it).
+DATA_EXPIRES = "dexp"
+#: What separates a data item's key from its session's storage key.
+DATA_KEY_SEPARATOR = "#"
+#: The largest head that keeps its data inline: one write unit, so touches cost one.
+HEAD_LIMIT = 1024
 
 #: Characters of a write id (base64url of 9 random bytes).
 WRITE_ID_LENGTH = 12
@@ -103,7 +113,12 @@ class SessionRecord:
 
 @dataclass(frozen=True)
 class StoredItem:
-    """An item's metadata, parsed from the wire, with the still-encoded data."""
+    """A session's head item, parsed from the wire, with the still-encoded data.
+
+    ``blob`` is the data when the head holds it; when the data is large it
+    lives in an item of its own, named by ``data_ref`` (``blob`` is then empty
+    until that item is read), which expires at ``data_expires``.
+    """
 
     blob: bytes
     expires: int  # epoch seconds
@@ -112,6 +127,8 @@ class StoredItem:
     version: int
     write_id: str | None = None
     user: str | None = None  # the user index key, if the session has a user
+    data_ref: str | None = None
+    data_expires: int | None = None  # epoch seconds
 
     def expiry(self, absolute_lifetime_s: float | None) -> float:
         """Epoch seconds at which the session ends, the absolute lifetime included."""
@@ -179,10 +196,16 @@ class TableLayout:
         touched_ms: int,
         created: int,
         user: str | None = None,
+        data_ref: str | None = None,
+        data_expires: int | None = None,
     ) -> dict[str, Any]:
-        """A complete item for ``PutItem``, at version 1."""
+        """A complete head item for ``PutItem``, at version 1 (data inline or referred to)."""
         item: dict[str, Any] = self.key(storage_key)
-        item[DATA] = self.data_value(blob)
+        if data_ref is None:
+            item[DATA] = self.data_value(blob)
+        else:
+            item[DATA_REF] = {"S": data_ref}
+            item[DATA_EXPIRES] = number(data_expires or 0)
         item[EXPIRES] = number(expires)
         item[TOUCHED] = number(touched_ms)
         item[CREATED] = number(created)
@@ -190,6 +213,39 @@ class TableLayout:
         if user is not None:
             item[USER] = {"S": user}
         return item
+
+    def data_key(self, storage_key: str, token: str) -> str:
+        """The key of a data item of the session stored under ``storage_key``."""
+        return f"{storage_key}{DATA_KEY_SEPARATOR}{token}"
+
+    def is_data_key(self, unprefixed_key: str) -> bool:
+        """Whether a key (its key prefix removed) names a data item, not a session's head."""
+        return DATA_KEY_SEPARATOR in unprefixed_key
+
+    def data_item(self, data_key: str, blob: bytes, *, expires: int) -> dict[str, Any]:
+        """A data item: a large session's data, apart from its head."""
+        item: dict[str, Any] = self.key(data_key)
+        item[DATA] = self.data_value(blob)
+        item[EXPIRES] = number(expires)
+        return item
+
+    def data_item_size(self, data_key: str, blob: bytes) -> int:
+        """What DynamoDB counts for a data item holding ``blob``."""
+        key_bytes = len(data_key.encode())
+        size = sum(len(name.encode()) + key_bytes for name in self.key(data_key))
+        return size + len(DATA) + len(blob) + len(EXPIRES) + number_size("9999999999")
+
+    def parse_data(self, item: Mapping[str, Any]) -> bytes:
+        """The blob of a data item; ``DecodeError`` if it is not one."""
+        try:
+            return self._blob(item[DATA])
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            raise DecodeError(f"item is not a session's data item: {exc!r}") from exc
+
+    def _blob(self, value: Mapping[str, Any]) -> bytes:
+        if self.data_type == "S":
+            return str(value["S"]).encode()
+        return base64.b64decode(value["B"], validate=True)
 
     def item_size(self, storage_key: str, blob: bytes) -> int:
         """The most DynamoDB can count for a session item holding ``blob``.
@@ -209,14 +265,18 @@ class TableLayout:
             size += len(USER) + key_bytes
         return size
 
+    def head_size(self, storage_key: str) -> int:
+        """The most DynamoDB can count for a head whose data lives in a data item."""
+        token_bytes = len(DATA_KEY_SEPARATOR) + WRITE_ID_LENGTH
+        reference = len(DATA_REF) + len(storage_key.encode()) + token_bytes
+        expiry = len(DATA_EXPIRES) + number_size("9999999999")
+        return self.item_size(storage_key, b"") - len(DATA) + reference + expiry
+
     def parse(self, item: Mapping[str, Any]) -> StoredItem:
         """Read an item's attributes; ``DecodeError`` if any is missing or mistyped."""
         try:
-            data = item[DATA]
-            if self.data_type == "S":
-                blob = str(data["S"]).encode()
-            else:
-                blob = base64.b64decode(data["B"], validate=True)
+            reference = item.get(DATA_REF)
+            blob = b"" if reference is not None else self._blob(item[DATA])
             write_id = item.get(WRITE_ID)
             user = item.get(USER)
             return StoredItem(
@@ -227,6 +287,8 @@ class TableLayout:
                 version=int(item[VERSION]["N"]),
                 write_id=None if write_id is None else str(write_id["S"]),
                 user=None if user is None else str(user["S"]),
+                data_ref=None if reference is None else str(reference["S"]),
+                data_expires=None if reference is None else _epoch(item, DATA_EXPIRES, 1),
             )
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise DecodeError(f"item is not a session item: {exc!r}") from exc

@@ -6,8 +6,9 @@ them without a server. The store decides when to send which.
 
 Placeholders: ``#k`` the hash key, ``#e`` expires, ``#c`` created, ``#t``
 touched, ``#d`` data, ``#v`` version, ``#w`` write id, ``#m`` moved-to;
-``#u`` the user index key; ``:now``, ``:oldest`` (the absolute lifetime's
-cut-off), ``:e``, ``:t``, ``:d``, ``:w``, ``:u``, ``:ver``, ``:one``,
+``#u`` the user index key, ``#r`` the data item's key, ``#x`` its expiry;
+``:now``, ``:oldest`` (the absolute lifetime's cut-off), ``:e``, ``:t``,
+``:d``, ``:w``, ``:u``, ``:r``, ``:x``, ``:need``, ``:ver``, ``:one``,
 ``:dead``, ``:to``.
 """
 
@@ -19,6 +20,8 @@ from typing import Any
 from ._item import (
     CREATED,
     DATA,
+    DATA_EXPIRES,
+    DATA_REF,
     EXPIRES,
     MOVED_TO,
     TOUCHED,
@@ -100,20 +103,23 @@ class Requests:
         write_id: str,
         version: int | None,
         user: str | None = None,
+        data_ref: str | None = None,
+        data_expires: int = 0,
     ) -> Payload:
         """UpdateItem of a live session's data, renewing its lifetime.
 
         It applies once: a retry of it meets its own write id and fails its
         condition (the store then recognises its own write). With ``version``
         it also fails if another writer saved first. With a user index, the
-        session's user key is set (or removed, when ``user`` is None).
+        session's user key is set (or removed, when ``user`` is None). With
+        ``data_ref`` the head refers to a data item instead of holding ``blob``.
         """
         condition, names, values = self._alive(now)
         condition += " AND (attribute_not_exists(#w) OR #w <> :w)"
-        names.update({"#d": DATA, "#t": TOUCHED, "#v": VERSION, "#w": WRITE_ID})
+        names.update({"#t": TOUCHED, "#v": VERSION, "#w": WRITE_ID})
+        names.update({"#d": DATA, "#r": DATA_REF, "#x": DATA_EXPIRES})
         values.update(
             {
-                ":d": self.layout.data_value(blob),
                 ":e": number(int(now + ttl_s)),
                 ":t": number(int(now * 1000)),
                 ":w": {"S": write_id},
@@ -123,17 +129,26 @@ class Requests:
         if version is not None:
             condition += " AND #v = :ver"
             values[":ver"] = number(version)
-        update = "SET #d = :d, #e = :e, #t = :t, #w = :w, #v = #v + :one"
+        sets = ["#e = :e", "#t = :t", "#w = :w", "#v = #v + :one"]
+        removes = []
+        if data_ref is None:
+            sets.insert(0, "#d = :d")
+            values[":d"] = self.layout.data_value(blob)
+            removes += ["#r", "#x"]
+        else:
+            sets[:0] = ["#r = :r", "#x = :x"]
+            values.update({":r": {"S": data_ref}, ":x": number(data_expires)})
+            removes.append("#d")
         if self.layout.indexed:
             names["#u"] = USER
             if user is None:
-                update += " REMOVE #u"
+                removes.append("#u")
             else:
-                update += ", #u = :u"
+                sets.append("#u = :u")
                 values[":u"] = {"S": user}
         return self._keyed(
             storage_key,
-            UpdateExpression=update,
+            UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
             ConditionExpression=condition,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
@@ -143,17 +158,70 @@ class Requests:
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
 
-    def touch(self, storage_key: str, *, now: float, ttl_s: float) -> Payload:
-        """UpdateItem renewing a live session's lifetime; the data is not written."""
+    def touch(self, storage_key: str, *, now: float, ttl_s: float, margin_s: float) -> Payload:
+        """UpdateItem renewing a live session's lifetime; the data is not written.
+
+        It fails, too, when the session's data item would expire within
+        ``margin_s`` of the renewed session: that item is renewed first.
+        """
         condition, names, values = self._alive(now)
-        names["#t"] = TOUCHED
-        values.update({":e": number(int(now + ttl_s)), ":t": number(int(now * 1000))})
+        condition += " AND (attribute_not_exists(#x) OR #x >= :need)"
+        expires = int(now + ttl_s)
+        names.update({"#t": TOUCHED, "#x": DATA_EXPIRES})
+        values.update(
+            {
+                ":e": number(expires),
+                ":t": number(int(now * 1000)),
+                ":need": number(int(expires + margin_s)),
+            }
+        )
         return self._keyed(
             storage_key,
             UpdateExpression="SET #e = :e, #t = :t",
             ConditionExpression=condition,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+
+    def touch_renewed(
+        self, storage_key: str, *, now: float, ttl_s: float, data_ref: str, data_expires: int
+    ) -> Payload:
+        """UpdateItem renewing a live session and the expiry its data item now has."""
+        condition, names, values = self._alive(now)
+        condition += " AND #r = :r"
+        names.update({"#t": TOUCHED, "#r": DATA_REF, "#x": DATA_EXPIRES})
+        values.update(
+            {
+                ":e": number(int(now + ttl_s)),
+                ":t": number(int(now * 1000)),
+                ":r": {"S": data_ref},
+                ":x": number(data_expires),
+            }
+        )
+        return self._keyed(
+            storage_key,
+            UpdateExpression="SET #e = :e, #t = :t, #x = :x",
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def put_data(self, data_key: str, blob: bytes, *, expires: int) -> Payload:
+        """PutItem of a data item (its key is new: nothing is overwritten)."""
+        return {
+            "TableName": self.layout.table,
+            "Item": self.layout.data_item(data_key, blob, expires=expires),
+        }
+
+    def renew_data(self, data_key: str, *, expires: int) -> Payload:
+        """UpdateItem of a data item's expiry, if it still exists."""
+        return self._keyed(
+            data_key,
+            UpdateExpression="SET #e = :e",
+            ConditionExpression="attribute_exists(#k)",
+            ExpressionAttributeNames={"#e": EXPIRES, "#k": self.layout.hash_key},
+            ExpressionAttributeValues={":e": number(expires)},
         )
 
     def end_and_mark(self, storage_key: str, *, now: float, moved_to: str) -> Payload:
@@ -172,13 +240,14 @@ class Requests:
         )
 
     def delete(self, storage_key: str) -> Payload:
-        """DeleteItem, whatever the item holds."""
-        return self._keyed(storage_key)
+        """DeleteItem, whatever the item holds; it returns what it deleted."""
+        return self._keyed(storage_key, ReturnValues="ALL_OLD")
 
     def delete_of_user(self, storage_key: str, user: str) -> Payload:
         """DeleteItem of a session only while it still belongs to ``user`` (its index key)."""
         return self._keyed(
             storage_key,
+            ReturnValues="ALL_OLD",
             ConditionExpression="#u = :u",
             ExpressionAttributeNames={"#u": USER},
             ExpressionAttributeValues={":u": {"S": user}},

@@ -18,10 +18,10 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ._compress import decompressed
 from ._connection import open_client
 from ._dynamo import DynamoClient, RetryPolicy
 from ._item import (
-    ITEM_SIZE_LIMIT,
     WRITE_ID_LENGTH,
     SessionRecord,
     StoredItem,
@@ -34,7 +34,6 @@ from .errors import (
     ConditionalCheckFailed,
     ConfigurationError,
     DecodeError,
-    SessionTooLarge,
 )
 from .ids import KeyHasher
 
@@ -98,6 +97,7 @@ class StoreBase:
         max_connections: int = 64,
         client: DynamoClient | None = None,
         user_key: str | None = None,
+        separate_large_data: bool = True,
     ) -> None:
         if not table:
             raise ConfigurationError("a table name is required")
@@ -107,6 +107,7 @@ class StoreBase:
                 f"user_key must be a key of the session dict, not {user_key!r}"
             )
         self.user_key = user_key
+        self.separate_large_data = separate_large_data
         self.layout = TableLayout(
             table, hash_key, range_key, self.codec.attribute_type, indexed=user_key is not None
         )
@@ -221,17 +222,6 @@ class StoreBase:
         client = self._client or await self._open_client()
         return await client.call(operation, payload)
 
-    def _encode(self, data: Mapping[str, Any], storage_key: str) -> bytes:
-        blob = self.codec.encode(data)
-        size = self.layout.item_size(storage_key, blob)
-        if size > ITEM_SIZE_LIMIT:
-            raise SessionTooLarge(
-                f"session item would be {size} bytes; DynamoDB allows {ITEM_SIZE_LIMIT}",
-                size_bytes=size,
-                limit_bytes=ITEM_SIZE_LIMIT,
-            )
-        return blob
-
     async def _read(self, storage_key: str, *, consistent: bool) -> StoredItem | None:
         """The item under ``storage_key``, or None if absent or unreadable."""
         answer = await self._call("GetItem", self.requests.read(storage_key, consistent=consistent))
@@ -260,10 +250,14 @@ class StoreBase:
         item: dict[str, Any] | None = answer.get("Item")
         return item
 
+    def _decode(self, blob: bytes) -> dict[str, Any]:
+        """The session dict of stored bytes, compressed or not (``DecodeError`` if none)."""
+        return self.codec.decode(decompressed(blob))
+
     def _record(self, sid: str, storage_key: str, stored: StoredItem) -> SessionRecord | None:
         """The public view of a stored item, or None if its data does not decode."""
         try:
-            data = self.codec.decode(stored.blob)
+            data = self._decode(stored.blob)
         except DecodeError as exc:
             log.warning("session %s: undecodable data ignored: %s", self._log_id(storage_key), exc)
             return None
@@ -284,6 +278,8 @@ class StoreBase:
             touched_ms=stored.touched_ms,
             created=stored.created,
             user=stored.user,
+            data_ref=stored.data_ref,
+            data_expires=stored.data_expires,
         )
 
     async def _put_new(self, storage_key: str, item: dict[str, Any]) -> None:

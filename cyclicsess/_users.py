@@ -18,12 +18,13 @@ live and still that user's.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from ._bulk import batch_get, pages
-from ._item import SessionRecord
-from ._store_base import StoreBase
-from .errors import ConditionalCheckFailed, ConfigurationError
+from ._data_items import DataItems
+from ._item import SessionRecord, StoredItem
+from .errors import ConditionalCheckFailed, ConfigurationError, DecodeError
 from .ids import is_well_formed
 
 __all__ = ["UserSessions"]
@@ -32,7 +33,7 @@ __all__ = ["UserSessions"]
 _REVOKE_CONCURRENCY = 16
 
 
-class UserSessions(StoreBase):
+class UserSessions(DataItems):
     """The user-index operations of :class:`~cyclicsess.store.SessionStore`."""
 
     def _user_index_key(self, user: object) -> str:
@@ -67,18 +68,39 @@ class UserSessions(StoreBase):
         client = self._client or await self._open_client()
         items = await batch_get(client, self.layout.table, keys, consistent=True)
         now = self._clock()
-        records = []
+        heads = []
         for item in items:
             storage_key = str(item[self.layout.hash_key]["S"])
             stored = self._parsed(storage_key, item)
             if stored is None or stored.user != user_key:
                 continue  # unreadable, or another user's by now
-            if stored.expiry(self.absolute_lifetime_s) <= now:
-                continue
-            record = self._record("", storage_key, stored)
+            if stored.expiry(self.absolute_lifetime_s) > now:
+                heads.append((storage_key, stored))
+        blobs = await self._data_items_of([stored for _, stored in heads])
+        records = []
+        for storage_key, stored in heads:
+            blob = stored.blob if stored.data_ref is None else blobs.get(stored.data_ref)
+            record = (
+                None if blob is None else self._record("", storage_key, replace(stored, blob=blob))
+            )
             if record is not None:
                 records.append(record)
         return sorted(records, key=lambda record: record.created_at, reverse=True)
+
+    async def _data_items_of(self, heads: list[StoredItem]) -> dict[str, bytes]:
+        """The blobs of the data items these heads refer to, by data item key."""
+        refs = [stored.data_ref for stored in heads if stored.data_ref is not None]
+        if not refs:
+            return {}
+        client = self._client or await self._open_client()
+        keys = [self.layout.key(ref) for ref in refs]
+        blobs = {}
+        for item in await batch_get(client, self.layout.table, keys, consistent=True):
+            try:
+                blobs[str(item[self.layout.hash_key]["S"])] = self.layout.parse_data(item)
+            except DecodeError:
+                continue  # an unreadable data item: that session is not listed
+        return blobs
 
     async def revoke_user(self, user: object, *, keep: str | None = None) -> int:
         """End every session of ``user`` but ``keep``'s; return how many ended.
@@ -103,11 +125,12 @@ class UserSessions(StoreBase):
             storage_key = str(key[self.layout.hash_key]["S"])
             async with slots:
                 try:
-                    await client.call(
+                    answer = await client.call(
                         "DeleteItem", self.requests.delete_of_user(storage_key, user_key)
                     )
                 except ConditionalCheckFailed:
                     return False  # gone, or another user's by now
+                await self._drop_data(storage_key, answer.get("Attributes"))
                 return True
 
         keys = [

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from ._bulk import pages
 from ._capacity import item_size
+from ._item import StoredItem
 from .errors import ConfigurationError, CyclicSessError, DecodeError, DynamoDBError
 from .ids import is_well_formed
 from .infra import cloudformation, iam_policy, terraform
@@ -193,8 +194,9 @@ async def _stats(store: SessionStore, args: argparse.Namespace) -> str:
     scan = {"TableName": store.layout.table, "ConsistentRead": True}
     progress = Progress("items scanned")
     now = store._clock()
-    items = sessions = live = other = 0
-    sizes: list[int] = []
+    items = live = other = 0
+    heads: dict[str, tuple[int, str | None]] = {}  # key -> (size, its data item's key)
+    data_sizes: dict[str, int] = {}
     stored_bytes = 0
     async for item in pages(client, "Scan", scan):
         progress.step()
@@ -202,23 +204,24 @@ async def _stats(store: SessionStore, args: argparse.Namespace) -> str:
         size = item_size(item)
         stored_bytes += size + ITEM_OVERHEAD_BYTES
         key = str(item.get(store.layout.hash_key, {}).get("S", ""))
-        try:
-            parsed = store.layout.parse(item) if key.startswith(store.key_prefix) else None
-        except DecodeError:
-            parsed = None
-        if parsed is None:
+        kind, parsed = _kind(store, key, item)
+        if kind == "data":
+            data_sizes[key] = size
+        elif parsed is None:
             other += 1
-            continue
-        sessions += 1
-        sizes.append(size)
-        live += parsed.expiry(store.absolute_lifetime_s) > now
+        else:
+            heads[key] = (size, parsed.data_ref)
+            live += parsed.expiry(store.absolute_lifetime_s) > now
     progress.done()
+    sizes = [size + data_sizes.get(ref or "", 0) for size, ref in heads.values()]
+    sessions = len(heads)
     stats: dict[str, Any] = {
         "table": store.layout.table,
         "items": items,
         "sessions": sessions,
         "live": live,
         "expired": sessions - live,
+        "data_items": len(data_sizes),
         "other_items": other,
         "session_size_bytes": _percentiles(sizes),
         "ttl": await _ttl_status(store),
@@ -231,13 +234,27 @@ async def _stats(store: SessionStore, args: argparse.Namespace) -> str:
     return "\n".join(
         [
             f"table {stats['table']}: {items:,} items, {sessions:,} sessions "
-            f"({live:,} live, {sessions - live:,} expired), {other:,} other items",
-            f"session sizes: {size_text}",
+            f"({live:,} live, {sessions - live:,} expired), {len(data_sizes):,} data items "
+            f"of large sessions, {other:,} other items",
+            f"session sizes (with their data items): {size_text}",
             f"TTL: {stats['ttl']}",
             f"stored: {stored_bytes:,} bytes, about ${stats['storage_dollars_per_month']:.6f} a "
             f"month at ${STORAGE_PRICE_PER_GB_MONTH}/GB-month (standard table class, us-east-1)",
         ]
     )
+
+
+def _kind(store: SessionStore, key: str, item: dict[str, Any]) -> tuple[str, StoredItem | None]:
+    """What a scanned item is: a session's head (parsed), a data item, or another item."""
+    if not key.startswith(store.key_prefix):
+        return "other", None
+    try:
+        return "head", store.layout.parse(item)
+    except DecodeError:
+        pass
+    if store.layout.is_data_key(key[len(store.key_prefix) :]):
+        return "data", None
+    return "other", None
 
 
 async def _ttl_status(store: SessionStore) -> str:
@@ -280,18 +297,18 @@ async def _inspect(store: SessionStore, args: argparse.Namespace) -> str:
         "expires": _iso(expiry),
         "size_bytes": item_size(item),
     }
+    if parsed.data_ref is not None:
+        record["data_item"] = parsed.data_ref
     if args.data:
-        record["data"] = store.codec.decode(parsed.blob)
+        blob = await store._data_of(storage_key, parsed)
+        record["data"] = None if blob is None else store._decode(blob)
     return json.dumps(record, indent=2, default=str)
 
 
 async def _revoke(store: SessionStore, args: argparse.Namespace) -> str:
     sid = _session_id(args.session_id)
     storage_key = store.storage_key(sid)
-    answer = await store.client.call(
-        "DeleteItem", {**store.requests.delete(storage_key), "ReturnValues": "ALL_OLD"}
-    )
-    if answer.get("Attributes"):
+    if await store.destroy(sid):
         return f"session {storage_key} ended"
     return f"no session stored under {storage_key}: nothing to end"
 
@@ -312,7 +329,7 @@ async def _ensure_table(store: SessionStore, args: argparse.Namespace) -> str:
 
 async def _purge(store: SessionStore, args: argparse.Namespace) -> str:
     deleted = await store.purge_expired(grace=args.grace)
-    return f"deleted {deleted} expired sessions from {store.layout.table}"
+    return f"deleted {deleted} expired items (sessions and data items) from {store.layout.table}"
 
 
 RUNNERS: dict[str, Callable[[SessionStore, argparse.Namespace], Awaitable[str]]] = {

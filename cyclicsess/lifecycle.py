@@ -348,8 +348,11 @@ class RequestSession:
     async def _move(self, session: Session, record: SessionRecord) -> Commit:
         """Regenerate with the request's final data; never save it under the old id."""
         store = self.config.store
-        try:
-            moved = await store.regenerate_record(record.id, data=session._data)
+        changed = store.codec.encode(session._data) != self._baseline
+        try:  # unchanged data moves as it is (a large session's data item is kept)
+            moved = await store.regenerate_record(
+                record.id, data=session._data if changed else None
+            )
         except SessionMoveIncomplete as exc:
             # The old id is dead; the new one holds the session if its write applied.
             log.warning("session moved, its new record unconfirmed: %s", exc)
@@ -364,7 +367,7 @@ class RequestSession:
         except SessionNotFound:
             # Ended meanwhile (a logout in another tab): what it held stays ended;
             # only what this request itself changed goes on, in a new session.
-            changes = self._changes(session._data)
+            changes = self._changes(session)
             if not changes:
                 return Commit("dropped", cookie=self._expire_cookie(), private=True)
             moved = await store.create_record(changes)
@@ -377,10 +380,14 @@ class RequestSession:
         self._adopt(session, moved)
         return Commit("created", cookie=self._set_cookie(moved.id), private=True)
 
-    def _changes(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        """The keys this request set or changed since it read the session."""
+    def _changes(self, session: Session) -> dict[str, Any]:
+        """The keys this request assigned or changed since it read the session."""
         base = self.config.store.codec.decode(self._baseline or b"")
-        return {key: value for key, value in data.items() if base.get(key, _MISSING) != value}
+        return {
+            key: value
+            for key, value in session._data.items()
+            if key in session._written or base.get(key, _MISSING) != value
+        }
 
     async def _save_merging(self, session: Session, record: SessionRecord) -> SessionRecord | None:
         """Save with the version read, merging into newer versions; None if the session ended."""

@@ -38,6 +38,7 @@ class Session(MutableMapping[str, Any]):
         self._record = record
         self._ended: SessionRecord | None = None  # invalidated: deleted at commit
         self._rotate = False  # regenerate: moved to a new id at commit
+        self._written: set[str] = set()  # keys the handler assigned, changed or not
         self.accessed = False
 
     @property
@@ -82,6 +83,7 @@ class Session(MutableMapping[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.accessed = True
+        self._written.add(key)
         self._data[key] = value
 
     def __delitem__(self, key: str) -> None:

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from . import table as _table
+from ._data_items import Placed
 from ._item import MOVED_TO, StoredItem
 from ._item import SessionRecord as SessionRecord
 from ._store_base import Clock, duration_seconds, new_write_id
@@ -107,7 +108,7 @@ class SessionStore(UserSessions):
             if not self.keep_expired:
                 await self._delete_expired(storage_key, now)
             return None
-        return self._record(sid, storage_key, stored)
+        return await self._full_record(sid, storage_key, stored)
 
     async def _delete_expired(self, storage_key: str, now: float) -> None:
         try:
@@ -134,6 +135,7 @@ class SessionStore(UserSessions):
         storage_key = self.storage_key(sid)
         blob = self._encode(data, storage_key)
         now = self._clock()
+        placed = await self._place(storage_key, blob, now)
         stored = StoredItem(
             blob=blob,
             expires=int(now + self.ttl_s),
@@ -141,6 +143,8 @@ class SessionStore(UserSessions):
             created=int(now),
             version=1,
             user=self._user_of(data),
+            data_ref=placed.data_ref,
+            data_expires=placed.data_expires,
         )
         await self._put_new(storage_key, self._new_item(storage_key, stored))
         return stored.record(sid, dict(data), self.absolute_lifetime_s, storage_key)
@@ -197,6 +201,7 @@ class SessionStore(UserSessions):
         blob = self._encode(data, storage_key)
         now = self._clock()
         write_id = new_write_id()
+        placed = await self._place(storage_key, blob, now)  # a new data item, if large
         payload = self.requests.save(
             storage_key,
             blob,
@@ -205,6 +210,8 @@ class SessionStore(UserSessions):
             write_id=write_id,
             version=version,
             user=self._user_of(data),
+            data_ref=placed.data_ref,
+            data_expires=placed.data_expires or 0,
         )
         try:
             answer = await self._call("UpdateItem", payload)
@@ -238,7 +245,7 @@ class SessionStore(UserSessions):
             f"stored version {stored.version})",
             expected_version=version if version is not None else stored.version,
             current_version=stored.version,
-            current=self._record(sid, storage_key, stored),
+            current=await self._full_record(sid, storage_key, stored),
         ) from failure
 
     # -- touching --------------------------------------------------------------
@@ -289,28 +296,53 @@ class SessionStore(UserSessions):
         )
 
     async def _touch(self, sid: str, now: float) -> bool:
-        payload = self.requests.touch(self.storage_key(sid), now=now, ttl_s=self.ttl_s)
+        storage_key = self.storage_key(sid)
+        payload = self.requests.touch(storage_key, now=now, ttl_s=self.ttl_s, margin_s=self.ttl_s)
         try:
             await self._call("UpdateItem", payload)
-        except ConditionalCheckFailed:
+        except ConditionalCheckFailed as failure:
+            return await self._touch_renewing_data(storage_key, failure, now)
+        return True
+
+    async def _touch_renewing_data(
+        self, storage_key: str, failure: ConditionalCheckFailed, now: float
+    ) -> bool:
+        """After a refused touch: renew a live session whose data item was due; else False."""
+        stored = self._parsed(storage_key, await self._item_after(storage_key, failure))
+        if stored is None or stored.data_ref is None:
             return False
+        if stored.expiry(self.absolute_lifetime_s) <= now:
+            return False
+        expires = int(now + self._data_lifetime_s())
+        renew = self.requests.renew_data(stored.data_ref, expires=expires)
+        head = self.requests.touch_renewed(
+            storage_key, now=now, ttl_s=self.ttl_s, data_ref=stored.data_ref, data_expires=expires
+        )
+        try:
+            await self._call("UpdateItem", renew)
+            await self._call("UpdateItem", head)
+        except ConditionalCheckFailed:
+            return False  # the data item is gone, or the head changed meanwhile
         return True
 
     # -- ending and moving -----------------------------------------------------
 
-    async def destroy(self, session: str | SessionRecord) -> None:
-        """Delete a session, by id or by record; a no-op for unknown or malformed ids.
+    async def destroy(self, session: str | SessionRecord) -> bool:
+        """Delete a session, by id or by record; return whether an item was deleted.
 
-        A record from :meth:`sessions_of` (which knows no id) is deleted by its
-        storage key.
+        A no-op for unknown or malformed ids. A record from :meth:`sessions_of`
+        (which knows no id) is deleted by its storage key. A large session's
+        data item goes with it.
         """
         if isinstance(session, SessionRecord):
             storage_key = session.storage_key or self.storage_key(session.id)
         elif is_well_formed(session):
             storage_key = self.storage_key(session)
         else:
-            return
-        await self._call("DeleteItem", self.requests.delete(storage_key))
+            return False
+        answer = await self._call("DeleteItem", self.requests.delete(storage_key))
+        await self._drop_data(storage_key, answer.get("Attributes"))
+        return bool(answer.get("Attributes"))
 
     async def regenerate(self, sid: str, *, data: Mapping[str, Any] | None = None) -> str:
         """Move a live session to a new id and end the old one; return the new id.
@@ -343,8 +375,11 @@ class SessionStore(UserSessions):
         old_key = self.storage_key(sid)
         new_sid = new_session_id()
         new_key = self.storage_key(new_sid)
-        new_blob = None if data is None else self._encode(data, new_key)
         now = self._clock()
+        # Large new data goes to its data item first: nothing is lost if that fails.
+        placed = None
+        if data is not None:
+            placed = await self._place(new_key, self._encode(data, new_key), now)
         try:
             answer = await self._call(
                 "UpdateItem", self.requests.end_and_mark(old_key, now=now, moved_to=new_key)
@@ -360,16 +395,28 @@ class SessionStore(UserSessions):
                 raise SessionNotFound("the session does not exist or has expired") from failure
         try:
             old = self.layout.parse(old_item)
-            moved_data = self.codec.decode(old.blob) if data is None else dict(data)
         except DecodeError as exc:
             raise SessionNotFound("the session was unreadable") from exc
+        if placed is None:  # the same data: the new head takes the old one's (or its item)
+            blob = await self._data_of(old_key, old)
+            try:
+                moved_data = self._decode(blob) if blob is not None else None
+            except DecodeError:
+                moved_data = None
+            if moved_data is None:
+                raise SessionNotFound("the session was unreadable")
+            placed = Placed(old.blob, old.data_ref, old.data_expires)
+        else:
+            moved_data = dict(data or {})
         moved = StoredItem(
-            blob=old.blob if new_blob is None else new_blob,
+            blob=placed.blob,
             expires=int(now + self.ttl_s),
             touched_ms=int(now * 1000),
             created=old.created,
             version=1,
             user=self._user_of(moved_data),
+            data_ref=placed.data_ref,
+            data_expires=placed.data_expires,
         )
         try:
             await self._put_new(new_key, self._new_item(new_key, moved))
@@ -379,10 +426,7 @@ class SessionStore(UserSessions):
                 attempts=getattr(exc, "attempts", 1),
                 new_id=new_sid,
             ) from exc
-        try:  # the old item is dead already: deleting it only tidies up
-            await self._call("DeleteItem", self.requests.delete(old_key))
-        except CyclicSessError as exc:
-            log.warning("session %s moved; old item left to expire: %s", self._log_id(old_key), exc)
+        # Two writes: the old head has ended, and TTL (or a read) removes it.
         return moved.record(new_sid, moved_data, self.absolute_lifetime_s, new_key)
 
     # -- the table -------------------------------------------------------------

@@ -198,7 +198,9 @@ async def purge_expired(
     key_prefix: str,
     cutoff: Callable[[], float],
 ) -> int:
-    """Delete every session item that had ended at ``cutoff()``; return how many.
+    """Delete every item that had ended at ``cutoff()``; return how many.
+
+    Session heads and the data items of large sessions both carry ``expires``.
 
     Scans the table (paginated, strongly consistent) for items under
     ``key_prefix`` that had ended at the cut-off, and deletes each on the

@@ -82,6 +82,8 @@ DEFAULT_RATES: dict[str, float] = {
 }
 #: How much longer than its budget one store call may take (scheduling noise).
 CALL_SLACK_S = 0.35
+#: Random bytes that make a session too large for its head (see cyclicsess._data_items).
+LARGE_PAD_BYTES = 1_500
 #: How much a whole request may take beyond its store calls (app, client, event loop).
 REQUEST_SLACK_S = 1.0
 
@@ -235,6 +237,10 @@ async def _login(request: web.Request) -> web.Response:
     moved = not session.new  # a live session is moved to a new id, data and all
     session["user"] = request.query["user"]
     session["logins"] = session.get("logins", 0) + 1  # every login writes
+    if session["logins"] % 2:  # and every other one makes a large session (a data item)
+        session["pad"] = os.urandom(LARGE_PAD_BYTES)
+    else:
+        session.pop("pad", None)
     return web.json_response(
         {"user": session["user"], "cart": session.get("cart", []), "moved": moved}
     )
@@ -603,6 +609,11 @@ class SimUser:
                         self._violation("login moved an expired session")
                     fresh.acked, fresh.seen, fresh.maybe = old.acked, old.seen, old.maybe
                     self._check_cart(fresh, answer.data.get("cart", []), "login")
+                    if answer.end_epoch > answer.start_epoch:
+                        # the old session may have expired before the move: a new
+                        # session then holds the login alone, not the old cart
+                        fresh.maybe = old.acked | old.seen | old.maybe
+                        fresh.acked, fresh.seen = set(), set()
                     self._bury(old.cookie, "replaced at login")
                 else:
                     self._gone(old, answer, "login")

@@ -34,7 +34,7 @@ class Item:
     expires: int  # epoch seconds
     touched_ms: int  # epoch milliseconds
     created: int  # epoch seconds
-    stored: bool = True  # False once destroyed, moved away or deleted as expired
+    stored: bool = True  # False once destroyed or deleted as expired
 
 
 @dataclass(frozen=True)
@@ -165,4 +165,4 @@ class StoreModel:
         assert item is not None
         assert new_sid not in self.items, "a fresh id must be new"
         self.items[new_sid] = self._fresh(copy.deepcopy(item.data), now, created=item.created)
-        item.stored = False
+        item.expires = int(now)  # ended, and left for a read or TTL to delete

@@ -192,9 +192,11 @@ class DynamoDBStorage(aiohttp_session.AbstractStorage):
         if isinstance(session, _StoredSession) and session.invalidated:
             core.invalidate()
         data: dict[str, Any] = dict(session)
-        if dict(core) != data:
-            core.clear()
-            core.update(data)
+        for key in [key for key in core if key not in data]:
+            del core[key]
+        for key, value in data.items():  # assigned only where it differs: aiohttp-session
+            if key not in core or core[key] != value:  # cannot say what the handler set
+                core[key] = value
         commit = await state.commit(status=response.status)
         if commit.status == 409:
             raise web.HTTPConflict(text=commit.reason)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
+import zlib
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -17,13 +20,15 @@ from cyclicsess import (
     SessionStore,
     SessionTooLarge,
 )
+from cyclicsess._item import WRITE_ID_LENGTH
+from tests.integration.conftest import StoreFactory
 from tests.integration.test_store import raw_item
 
 
 async def test_oversized_session_is_refused_before_the_write(store: SessionStore) -> None:
     sid = await store.create({"cart": ["book"]})
     sent = store.client.requests_sent
-    huge = {"blob": b"x" * 500_000}
+    huge = {"blob": os.urandom(500_000)}  # random bytes: no compression helps
     with pytest.raises(SessionTooLarge) as info:
         await store.set(sid, huge)
     assert info.value.size_bytes > ITEM_SIZE_LIMIT == info.value.limit_bytes
@@ -37,25 +42,44 @@ async def test_oversized_session_is_refused_before_the_write(store: SessionStore
     assert (record.data, record.version) == ({"cart": ["book"]}, 1)
 
 
+async def test_a_compressible_session_over_the_limit_is_stored(store: SessionStore) -> None:
+    text = " ".join(f"line {n} of a long form draft" for n in range(40_000))
+    assert len(text) > 2 * ITEM_SIZE_LIMIT
+    sid = await store.create({"draft": text})
+    record = await store.get(sid)
+    assert record is not None and record.data == {"draft": text}
+
+
+def _largest(size_of: Callable[[bytes], int]) -> int:
+    """The most random bytes a session ``{"b": ...}`` can hold under ``size_of``."""
+    padding = 400_000
+    padding += ITEM_SIZE_LIMIT - size_of(msgpack.packb({"b": b"x" * padding}))
+    assert size_of(msgpack.packb({"b": b"x" * padding})) == ITEM_SIZE_LIMIT
+    return padding
+
+
 @pytest.mark.servers("dynalite")  # moto refuses items a little below the real limit
-async def test_size_limit_is_dynamodbs_own(store: SessionStore) -> None:
+@pytest.mark.parametrize("separate", [True, False], ids=["data-item", "inline"])
+async def test_size_limit_is_dynamodbs_own(make_store: StoreFactory, separate: bool) -> None:
+    store = await make_store(separate_large_data=separate)
     sid = await store.create({})
     key = store.storage_key(sid)
-    padding = 400_000
-    size = store.layout.item_size(key, store.codec.encode({"b": b"x" * padding}))
-    padding += ITEM_SIZE_LIMIT - size
-    largest = {"b": b"x" * padding}
-    assert store.layout.item_size(key, store.codec.encode(largest)) == ITEM_SIZE_LIMIT
+    if separate:  # the data goes to an item of its own, whose key is longer
+        data_key = store.layout.data_key(key, "x" * WRITE_ID_LENGTH)
+        padding = _largest(lambda blob: store.layout.data_item_size(data_key, blob))
+    else:
+        padding = _largest(lambda blob: store.layout.item_size(key, blob))
+    largest = {"b": os.urandom(padding)}
     assert await store.set(sid, largest) == 2  # the server takes the largest we allow
     with pytest.raises(SessionTooLarge):
-        await store.set(sid, {"b": b"x" * (padding + 1)})
+        await store.set(sid, {"b": os.urandom(padding + 1)})
     record = await store.get(sid)
-    assert record is not None and len(record.data["b"]) == padding
+    assert record is not None and record.data == largest
     # every write may add what it adds (regenerate marks the old item): still within
     moved = await store.regenerate(sid)
     assert await store.set(moved, largest) == 2
     record = await store.get(moved)
-    assert record is not None and len(record.data["b"]) == padding
+    assert record is not None and record.data == largest
     created = await store.create(largest)
     assert await store.regenerate(created) != created
 
@@ -78,6 +102,10 @@ def _corruptions() -> dict[str, Any]:
         "touched past the year 9999": lambda item: item.update(touched={"N": "1" + "0" * 30}),
         "expires past the year 9999": lambda item: item.update(expires={"N": "99999999999999"}),
         "negative created": lambda item: item.update(created={"N": "-86400"}),
+        "compressed garbage": lambda item: item.update(data=b64(b"\x00z not a zlib stream")),
+        "unknown compression": lambda item: item.update(data=b64(b"\x00q" + zlib.compress(b"x"))),
+        "data item of another type": lambda item: item.update(dref={"N": "1"}, dexp={"N": "1"}),
+        "data item unknown": lambda item: item.update(dref={"S": "sess:none#x"}, dexp={"N": "9"}),
     }
 
 

@@ -64,6 +64,7 @@ from tests.chaos import (
     tcp_connections,
 )
 from tests.integration.conftest import Server
+from tests.integration.test_store import stored_blob
 
 SECONDS = float(os.environ.get("CYCLICSESS_CHAOS_SECONDS", "15"))
 USERS = int(os.environ.get("CYCLICSESS_CHAOS_USERS", "40"))
@@ -189,8 +190,11 @@ async def check_table(
             continue
         if must_expire:
             ledger.violation(tracked.user, "a session past its ttl is live in the table")
-        data = store.codec.decode(stored.blob)
-        check_stored(tracked, data, ledger)
+        blob = await stored_blob(raw, store, stored)
+        if blob is None:
+            ledger.violation(tracked.user, "a live session's data item is gone")
+            continue
+        check_stored(tracked, store._decode(blob), ledger)
     for target, cookie, why in ledger.dead:
         store = stores[target.group]
         item = await read_item(raw, store, target.sid_of(cookie))

@@ -113,9 +113,31 @@ async def test_purge_keeps_what_ended_within_the_grace(server: Any, table: str) 
         for _ in range(2):
             await store.create({})
     done = cli("purge-expired", table, "--endpoint-url", server.url)  # grace: 5 minutes
-    assert "deleted 0 expired sessions" in done.stdout, done.stderr
+    assert "deleted 0 expired items" in done.stdout, done.stderr
     done = cli("purge-expired", table, "--grace", "1m", "--endpoint-url", server.url)
-    assert "deleted 2 expired sessions" in done.stdout, done.stderr
+    assert "deleted 2 expired items" in done.stdout, done.stderr
+
+
+async def test_large_sessions_count_inspect_and_revoke_with_their_data_items(
+    server: Any, table: str
+) -> None:
+    env = {"SECRET": SECRET}
+    data = {"user": "ada", "draft": os.urandom(5_000).hex()}  # 10 KB, half compressible
+    async with store_on(server, table) as store:
+        big = await store.create(data)
+        small = await store.create({"user": "grace"})
+    stats = json.loads(cli(*on(server, "stats", table, "--json"), env=env).stdout)
+    assert (stats["items"], stats["sessions"], stats["data_items"]) == (3, 2, 1)
+    assert stats["other_items"] == 0
+    assert stats["session_size_bytes"]["max"] > 5_000  # a session counts its data item
+    done = cli(*on(server, "inspect", table, big, "--data"), env=env)
+    record = json.loads(done.stdout)
+    assert record["data"] == data and record["data_item"].startswith(record["storage_key"] + "#")
+    assert cli(*on(server, "inspect", table, small), env=env).returncode == 0
+    done = cli(*on(server, "revoke", table, big), env=env)
+    assert "ended" in done.stdout, done.stderr
+    stats = json.loads(cli(*on(server, "stats", table, "--json"), env=env).stdout)
+    assert (stats["items"], stats["sessions"], stats["data_items"]) == (1, 1, 0)
 
 
 def test_errors_are_one_clear_line(server: Any) -> None:

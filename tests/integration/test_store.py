@@ -18,6 +18,7 @@ from cyclicsess import (
     SessionStore,
 )
 from cyclicsess._bulk import pages
+from cyclicsess._item import StoredItem
 from tests.helpers import FakeClock
 from tests.integration.conftest import StoreFactory
 
@@ -35,6 +36,15 @@ async def raw_item(raw: DynamoClient, store: SessionStore, sid: str) -> dict[str
     )
     item: dict[str, Any] | None = answer.get("Item")
     return item
+
+
+async def stored_blob(raw: DynamoClient, store: SessionStore, stored: StoredItem) -> bytes | None:
+    """A head's stored bytes: its own, or its data item's (None if that is gone)."""
+    if stored.data_ref is None:
+        return stored.blob
+    answer = await raw.call("GetItem", store.requests.read(stored.data_ref, consistent=True))
+    item = answer.get("Item")
+    return None if item is None else store.layout.parse_data(item)
 
 
 async def test_create_then_get_round_trips(store: SessionStore, clock: FakeClock) -> None:

@@ -86,9 +86,9 @@ class MemoryStore(SessionStore):
         self.records[moved.id] = moved
         return moved
 
-    async def destroy(self, sid: str) -> None:
+    async def destroy(self, sid: str) -> bool:
         self._call_of("destroy")
-        self.records.pop(sid, None)
+        return self.records.pop(sid, None) is not None
 
 
 @pytest.fixture
@@ -212,6 +212,19 @@ async def test_a_move_of_a_session_ended_meanwhile_keeps_only_this_requests_chan
     commit = await state.commit()
     assert commit.cookie is not None
     assert store.records[commit.cookie.value].data == {"sudo": True}  # no "user" back
+
+
+async def test_a_login_onto_a_session_ended_meanwhile_keeps_what_it_assigned(
+    store: MemoryStore,
+) -> None:
+    sid = stored(store, {"user": "ada", "cart": ["book"]})
+    state = request(store, sid)
+    session = await state.regenerate()
+    session["user"] = "ada"  # the login asserts who is logged in, the same as before
+    del store.records[sid]  # the old session ended (expired, or a logout in another tab)
+    commit = await state.commit()
+    assert commit.cookie is not None
+    assert store.records[commit.cookie.value].data == {"user": "ada"}  # the cart stays ended
 
 
 async def test_a_conflict_merges_from_the_version_the_failed_write_met(store: MemoryStore) -> None:

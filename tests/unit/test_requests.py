@@ -20,7 +20,10 @@ def test_every_placeholder_is_defined_and_every_definition_used() -> None:
     payloads = [
         REQUESTS.save("k", b"d", now=NOW, ttl_s=60, write_id="w", version=3),
         REQUESTS.save("k", b"d", now=NOW, ttl_s=60, write_id="w", version=None),
-        WITH_LIFETIME.touch("k", now=NOW, ttl_s=60),
+        REQUESTS.save("k", b"", now=NOW, ttl_s=60, write_id="w", version=2, data_ref="k#t"),
+        WITH_LIFETIME.touch_renewed("k", now=NOW, ttl_s=60, data_ref="k#t", data_expires=9),
+        REQUESTS.renew_data("k#t", expires=9),
+        WITH_LIFETIME.touch("k", now=NOW, ttl_s=60, margin_s=60),
         WITH_LIFETIME.end_and_mark("k", now=NOW, moved_to="k2"),
         WITH_LIFETIME.delete_if_ended("k", now=NOW),
         REQUESTS.create({"id": {"S": "k"}}),
@@ -55,9 +58,13 @@ def test_a_save_applies_once_to_a_live_item_of_the_version_read() -> None:
 
 
 def test_a_touch_writes_the_lifetime_only_and_never_revives() -> None:
-    payload = WITH_LIFETIME.touch("k", now=NOW, ttl_s=60)
+    payload = WITH_LIFETIME.touch("k", now=NOW, ttl_s=60, margin_s=60)
     assert payload["UpdateExpression"] == "SET #e = :e, #t = :t"
-    assert payload["ConditionExpression"] == ("attribute_exists(#k) AND #e > :now AND #c > :oldest")
+    assert payload["ConditionExpression"] == (
+        "attribute_exists(#k) AND #e > :now AND #c > :oldest"
+        " AND (attribute_not_exists(#x) OR #x >= :need)"
+    )
+    assert payload["ExpressionAttributeValues"][":need"] == {"N": str(int(NOW + 120))}
     assert payload["ExpressionAttributeValues"][":oldest"] == {"N": str(int(NOW - 3600))}
     assert payload["Key"] == {"pk": {"S": "k"}, "sk": {"S": "k"}}
 
@@ -66,3 +73,14 @@ def test_a_purge_delete_applies_only_to_an_item_still_ended() -> None:
     payload = WITH_LIFETIME.delete_if_ended("k", now=NOW)
     assert payload["ConditionExpression"] == "(#e <= :now OR #c <= :oldest)"
     assert "ConditionExpression" not in REQUESTS.delete("k")
+    assert REQUESTS.delete("k")["ReturnValues"] == "ALL_OLD"  # to find its data item
+
+
+def test_a_save_swaps_between_inline_data_and_a_data_item() -> None:
+    inline = REQUESTS.save("k", b"d", now=NOW, ttl_s=60, write_id="w", version=1)
+    assert inline["UpdateExpression"].startswith("SET #d = :d")
+    assert inline["UpdateExpression"].endswith("REMOVE #r, #x")
+    external = REQUESTS.save("k", b"", now=NOW, ttl_s=60, write_id="w", version=1, data_ref="k#t")
+    assert external["UpdateExpression"].startswith("SET #r = :r, #x = :x")
+    assert external["UpdateExpression"].endswith("REMOVE #d")
+    assert ":d" not in external["ExpressionAttributeValues"]
