@@ -34,6 +34,8 @@ EXPIRES = "expires"
 TOUCHED = "touched"
 CREATED = "created"
 VERSION = "ver"
+#: Touches since the data was last written (where large data goes depends on it).
+TOUCHES = "tn"
 #: A random token of the last data write: how a retried write recognises its own.
 WRITE_ID = "wid"
 #: Set on an item that regenerate moved: the storage key it moved to (it has ended).
@@ -60,6 +62,7 @@ _WORST_CASE_NUMBERS = {
     TOUCHED: 9_999_999_999_999,
     CREATED: 9_999_999_999,
     VERSION: 999_999_999_999,
+    TOUCHES: 999_999_999_999,
 }
 #: The latest time a stored number may name: 9999-12-31T23:59:59Z. Beyond it
 #: (or before 1970) an item is corrupt, not a session.
@@ -92,6 +95,9 @@ class SessionRecord:
         touched_at: the last write or touch (UTC, millisecond precision).
         created_at: when the session was created (UTC).
         storage_key: the key its item is stored under (a hash of the id: safe to show).
+        touches_since_save: touches since the data was last written (the
+            store places large data by it).
+        stored_apart: whether the data lives in a data item of its own.
     """
 
     id: str = field(repr=False)
@@ -101,6 +107,8 @@ class SessionRecord:
     touched_at: dt.datetime
     created_at: dt.datetime
     storage_key: str = ""
+    touches_since_save: int = 0
+    stored_apart: bool = False
 
     def __repr__(self) -> str:
         return (
@@ -129,6 +137,7 @@ class StoredItem:
     user: str | None = None  # the user index key, if the session has a user
     data_ref: str | None = None
     data_expires: int | None = None  # epoch seconds
+    touches: int = 0  # since the data was last written
 
     def expiry(self, absolute_lifetime_s: float | None) -> float:
         """Epoch seconds at which the session ends, the absolute lifetime included."""
@@ -152,6 +161,8 @@ class StoredItem:
             touched_at=_utc(self.touched_ms / 1000),
             created_at=_utc(self.created),
             storage_key=storage_key,
+            touches_since_save=self.touches,
+            stored_apart=self.data_ref is not None,
         )
 
 
@@ -289,6 +300,7 @@ class TableLayout:
                 user=None if user is None else str(user["S"]),
                 data_ref=None if reference is None else str(reference["S"]),
                 data_expires=None if reference is None else _epoch(item, DATA_EXPIRES, 1),
+                touches=int(item[TOUCHES]["N"]) if TOUCHES in item else 0,
             )
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise DecodeError(f"item is not a session item: {exc!r}") from exc

@@ -6,7 +6,8 @@ them without a server. The store decides when to send which.
 
 Placeholders: ``#k`` the hash key, ``#e`` expires, ``#c`` created, ``#t``
 touched, ``#d`` data, ``#v`` version, ``#w`` write id, ``#m`` moved-to;
-``#u`` the user index key, ``#r`` the data item's key, ``#x`` its expiry;
+``#u`` the user index key, ``#r`` the data item's key, ``#x`` its expiry,
+``#n`` the touches since the last data write;
 ``:now``, ``:oldest`` (the absolute lifetime's cut-off), ``:e``, ``:t``,
 ``:d``, ``:w``, ``:u``, ``:r``, ``:x``, ``:need``, ``:ver``, ``:one``,
 ``:dead``, ``:to``.
@@ -25,6 +26,7 @@ from ._item import (
     EXPIRES,
     MOVED_TO,
     TOUCHED,
+    TOUCHES,
     USER,
     USER_INDEX,
     VERSION,
@@ -117,7 +119,7 @@ class Requests:
         condition, names, values = self._alive(now)
         condition += " AND (attribute_not_exists(#w) OR #w <> :w)"
         names.update({"#t": TOUCHED, "#v": VERSION, "#w": WRITE_ID})
-        names.update({"#d": DATA, "#r": DATA_REF, "#x": DATA_EXPIRES})
+        names.update({"#d": DATA, "#r": DATA_REF, "#x": DATA_EXPIRES, "#n": TOUCHES})
         values.update(
             {
                 ":e": number(int(now + ttl_s)),
@@ -130,7 +132,7 @@ class Requests:
             condition += " AND #v = :ver"
             values[":ver"] = number(version)
         sets = ["#e = :e", "#t = :t", "#w = :w", "#v = #v + :one"]
-        removes = []
+        removes = ["#n"]
         if data_ref is None:
             sets.insert(0, "#d = :d")
             values[":d"] = self.layout.data_value(blob)
@@ -167,17 +169,18 @@ class Requests:
         condition, names, values = self._alive(now)
         condition += " AND (attribute_not_exists(#x) OR #x >= :need)"
         expires = int(now + ttl_s)
-        names.update({"#t": TOUCHED, "#x": DATA_EXPIRES})
+        names.update({"#t": TOUCHED, "#x": DATA_EXPIRES, "#n": TOUCHES})
         values.update(
             {
                 ":e": number(expires),
                 ":t": number(int(now * 1000)),
                 ":need": number(int(expires + margin_s)),
+                ":one": number(1),
             }
         )
         return self._keyed(
             storage_key,
-            UpdateExpression="SET #e = :e, #t = :t",
+            UpdateExpression="SET #e = :e, #t = :t ADD #n :one",
             ConditionExpression=condition,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
@@ -190,18 +193,55 @@ class Requests:
         """UpdateItem renewing a live session and the expiry its data item now has."""
         condition, names, values = self._alive(now)
         condition += " AND #r = :r"
-        names.update({"#t": TOUCHED, "#r": DATA_REF, "#x": DATA_EXPIRES})
+        names.update({"#t": TOUCHED, "#r": DATA_REF, "#x": DATA_EXPIRES, "#n": TOUCHES})
         values.update(
             {
                 ":e": number(int(now + ttl_s)),
                 ":t": number(int(now * 1000)),
                 ":r": {"S": data_ref},
                 ":x": number(data_expires),
+                ":one": number(1),
             }
         )
         return self._keyed(
             storage_key,
-            UpdateExpression="SET #e = :e, #t = :t, #x = :x",
+            UpdateExpression="SET #e = :e, #t = :t, #x = :x ADD #n :one",
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def move_out(
+        self,
+        storage_key: str,
+        *,
+        now: float,
+        ttl_s: float,
+        version: int,
+        data_ref: str,
+        data_expires: int,
+    ) -> Payload:
+        """UpdateItem swapping a live head's inline data for a data item of the same data.
+
+        It applies only at ``version`` (the data the item was written from)
+        and renews the session as a touch does; the version stays.
+        """
+        condition, names, values = self._alive(now)
+        condition += " AND #v = :ver"
+        names.update({"#t": TOUCHED, "#v": VERSION, "#d": DATA, "#r": DATA_REF, "#x": DATA_EXPIRES})
+        names["#n"] = TOUCHES
+        values.update(
+            {
+                ":e": number(int(now + ttl_s)),
+                ":t": number(int(now * 1000)),
+                ":ver": number(version),
+                ":r": {"S": data_ref},
+                ":x": number(data_expires),
+            }
+        )
+        return self._keyed(
+            storage_key,
+            UpdateExpression="SET #r = :r, #x = :x, #e = :e, #t = :t REMOVE #d, #n",
             ConditionExpression=condition,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,

@@ -22,8 +22,8 @@ from dataclasses import replace
 from typing import Any
 
 from ._bulk import batch_get, pages
-from ._data_items import DataItems
 from ._item import SessionRecord, StoredItem
+from ._touches import Touching
 from .errors import ConditionalCheckFailed, ConfigurationError, DecodeError
 from .ids import is_well_formed
 
@@ -33,7 +33,7 @@ __all__ = ["UserSessions"]
 _REVOKE_CONCURRENCY = 16
 
 
-class UserSessions(DataItems):
+class UserSessions(Touching):
     """The user-index operations of :class:`~cyclicsess.store.SessionStore`."""
 
     def _user_index_key(self, user: object) -> str:

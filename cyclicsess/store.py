@@ -179,7 +179,9 @@ class SessionStore(UserSessions):
         Raises:
             SessionNotFound, SessionConflict, EncodeError, SessionTooLarge: as :meth:`set`.
         """
-        version, now = await self._save(record.id, data, record.version)
+        version, now = await self._save(
+            record.id, data, record.version, touches=record.touches_since_save
+        )
         stored = StoredItem(
             blob=b"",
             expires=int(now + self.ttl_s),
@@ -192,7 +194,7 @@ class SessionStore(UserSessions):
         )
 
     async def _save(
-        self, sid: str, data: Mapping[str, Any], version: int | None
+        self, sid: str, data: Mapping[str, Any], version: int | None, touches: int | None = None
     ) -> tuple[int, float]:
         """Write ``data``; return the new version and the time the write was made at."""
         if not is_well_formed(sid):
@@ -201,7 +203,7 @@ class SessionStore(UserSessions):
         blob = self._encode(data, storage_key)
         now = self._clock()
         write_id = new_write_id()
-        placed = await self._place(storage_key, blob, now)  # a new data item, if large
+        placed = await self._place(storage_key, blob, now, touches)  # a new data item, if large
         payload = self.requests.save(
             storage_key,
             blob,
@@ -247,83 +249,6 @@ class SessionStore(UserSessions):
             current_version=stored.version,
             current=await self._full_record(sid, storage_key, stored),
         ) from failure
-
-    # -- touching --------------------------------------------------------------
-
-    async def touch(self, session: str | SessionRecord) -> bool:
-        """Renew a live session's lifetime without changing its data.
-
-        Skipped (no write) when the last write or touch is younger than
-        ``touch_interval``. Pass the record from :meth:`get` to decide that
-        without a read (the throttle then counts from the record's
-        ``touched_at``); with an id, the store reads the item first (unless
-        ``touch_interval`` is 0).
-
-        Returns:
-            Whether a write renewed the session. False when throttled or when
-            the session is unknown, destroyed or expired (never recreated).
-        """
-        if isinstance(session, SessionRecord):
-            return await self.touch_record(session) is not None
-        if not is_well_formed(session):
-            return False
-        now = self._clock()
-        if self.touch_interval_s > 0:
-            stored = await self._read(self.storage_key(session), consistent=self.consistent_read)
-            if stored is None or now - stored.touched_ms / 1000 < self.touch_interval_s:
-                return False
-        return await self._touch(session, now)
-
-    async def touch_record(self, record: SessionRecord) -> SessionRecord | None:
-        """Touch as :meth:`touch` does with a record; return the renewed record, or None.
-
-        None when throttled (no write) or when the session has ended.
-        """
-        now = self._clock()
-        if now - record.touched_at.timestamp() < self.touch_interval_s:
-            return None
-        if not await self._touch(record.id, now):
-            return None
-        stored = StoredItem(
-            blob=b"",
-            expires=int(now + self.ttl_s),
-            touched_ms=int(now * 1000),
-            created=int(record.created_at.timestamp()),
-            version=record.version,
-        )
-        return stored.record(
-            record.id, record.data, self.absolute_lifetime_s, self.storage_key(record.id)
-        )
-
-    async def _touch(self, sid: str, now: float) -> bool:
-        storage_key = self.storage_key(sid)
-        payload = self.requests.touch(storage_key, now=now, ttl_s=self.ttl_s, margin_s=self.ttl_s)
-        try:
-            await self._call("UpdateItem", payload)
-        except ConditionalCheckFailed as failure:
-            return await self._touch_renewing_data(storage_key, failure, now)
-        return True
-
-    async def _touch_renewing_data(
-        self, storage_key: str, failure: ConditionalCheckFailed, now: float
-    ) -> bool:
-        """After a refused touch: renew a live session whose data item was due; else False."""
-        stored = self._parsed(storage_key, await self._item_after(storage_key, failure))
-        if stored is None or stored.data_ref is None:
-            return False
-        if stored.expiry(self.absolute_lifetime_s) <= now:
-            return False
-        expires = int(now + self._data_lifetime_s())
-        renew = self.requests.renew_data(stored.data_ref, expires=expires)
-        head = self.requests.touch_renewed(
-            storage_key, now=now, ttl_s=self.ttl_s, data_ref=stored.data_ref, data_expires=expires
-        )
-        try:
-            await self._call("UpdateItem", renew)
-            await self._call("UpdateItem", head)
-        except ConditionalCheckFailed:
-            return False  # the data item is gone, or the head changed meanwhile
-        return True
 
     # -- ending and moving -----------------------------------------------------
 

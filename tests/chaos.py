@@ -83,7 +83,7 @@ DEFAULT_RATES: dict[str, float] = {
 #: How much longer than its budget one store call may take (scheduling noise).
 CALL_SLACK_S = 0.35
 #: Random bytes that make a session too large for its head (see cyclicsess._data_items).
-LARGE_PAD_BYTES = 1_500
+LARGE_PAD_BYTES = 3_000
 #: How much a whole request may take beyond its store calls (app, client, event loop).
 REQUEST_SLACK_S = 1.0
 

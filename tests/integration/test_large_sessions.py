@@ -105,6 +105,75 @@ async def test_saves_swap_between_inline_and_a_data_item(
     assert record is not None and record.data == {"n": 2}
 
 
+async def test_data_goes_apart_once_touches_would_cost_more(
+    make_store: StoreFactory, raw: DynamoClient, clock: FakeClock
+) -> None:
+    store = await make_store(touch_interval=dt.timedelta(0))
+    sid = await store.create(large(1_500))  # two write units in the head: kept there at first
+    head = await raw_item(raw, store, sid)
+    assert head is not None and "data" in head
+    record = await store.get(sid)
+    assert record is not None
+    for n in (1, 2):
+        clock.advance(1)
+        assert await store.touch(sid) is True  # by id: counted, never moved
+        record = await store.get(sid)
+        assert record is not None and record.touches_since_save == n  # counted in the head
+    saved = await store.save_record(record, large(1_500))  # two touches per write: apart
+    head = await raw_item(raw, store, sid)
+    assert head is not None and "dref" in head and "tn" not in head
+    assert saved.touches_since_save == 0
+    again = await store.save_record(saved, large(1_500))  # no touch in between: back inline
+    head = await raw_item(raw, store, sid)
+    assert head is not None and "data" in head and "dref" not in head
+    record = await store.get(sid)
+    assert record is not None and record.version == again.version == 3
+
+
+async def test_a_touched_session_moves_its_data_out_at_the_second_touch(
+    make_store: StoreFactory, raw: DynamoClient, clock: FakeClock
+) -> None:
+    store = await make_store(touch_interval=dt.timedelta(0))
+    data = large(1_500)  # two write units in the head
+    sid = await store.create(data)
+    record = await store.get(sid)
+    assert record is not None and not record.stored_apart
+    clock.advance(1)
+    record = await store.touch_record(record)  # one touch: worth no move yet
+    assert record is not None and not record.stored_apart
+    head = await raw_item(raw, store, sid)
+    assert head is not None and "data" in head
+    clock.advance(1)
+    sent = store.client.requests_sent
+    moved = await store.touch_record(record)  # the second pays for a data item
+    assert moved is not None and moved.stored_apart and moved.touches_since_save == 0
+    assert store.client.requests_sent - sent == 2  # the data item, then the head
+    head = await raw_item(raw, store, sid)
+    assert head is not None and "dref" in head and "data" not in head and head["ver"]["N"] == "1"
+    assert int(head["expires"]["N"]) == int(clock.now + store.ttl_s)  # renewed as a touch
+    fresh = await store.get(sid)
+    assert fresh is not None and fresh.data == data and fresh.version == 1
+
+
+async def test_a_move_out_gives_way_to_a_concurrent_save(
+    make_store: StoreFactory, raw: DynamoClient, clock: FakeClock
+) -> None:
+    store = await make_store(touch_interval=dt.timedelta(0))
+    sid = await store.create(large(1_500))
+    record = await store.get(sid)
+    assert record is not None
+    clock.advance(1)
+    record = await store.touch_record(record)
+    assert record is not None
+    newer = {"n": 1}
+    assert await store.set(sid, newer, version=1) == 2  # another request saved meanwhile
+    clock.advance(1)
+    touched = await store.touch_record(record)  # its move is refused; a plain touch instead
+    assert touched is not None and not touched.stored_apart
+    current = await store.get(sid)
+    assert current is not None and current.data == newer and current.version == 2
+
+
 async def test_destroy_deletes_the_data_item(store: SessionStore, raw: DynamoClient) -> None:
     sid = await store.create(large())
     head = await raw_item(raw, store, sid)

@@ -1,4 +1,4 @@
-"""Compression of stored blobs: round trips, old plain blobs, and bounded inflation."""
+"""Compression of stored blobs and where large data goes: round trips, bombs, placement."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import zlib
 import msgpack
 import pytest
 
-from cyclicsess import DecodeError
+from cyclicsess import DecodeError, SessionStore
 from cyclicsess._compress import MAX_DECOMPRESSED, compressed, decompressed, worth_compressing
 
 
@@ -53,3 +53,27 @@ def test_a_bomb_is_refused_within_the_bound() -> None:
 def test_corrupt_compressed_blobs_are_decode_errors(blob: bytes, message: str) -> None:
     with pytest.raises(DecodeError, match=message):
         decompressed(blob)
+
+
+@pytest.mark.parametrize(
+    ("size", "units", "touches", "in_head"),
+    [
+        (600, 1, 50, True),  # one write unit: always in the head
+        (1_500, 2, None, True),  # a new session (one touch assumed): 1 x (2 - 1) <= 1
+        (2_500, 3, None, False),  # 1 x (3 - 1) > 1
+        (1_500, 2, 2, False),  # two touches since the last write: 2 x (2 - 1) > 1
+        (1_500, 2, 1, True),
+        (30_000, 30, 0, True),  # no touches between writes: nothing to save
+        (30_000, 30, 1, False),
+    ],
+)
+def test_large_data_goes_apart_when_its_touches_pay_for_it(
+    size: int, units: int, touches: int | None, in_head: bool
+) -> None:
+    store = SessionStore("t", region="us-east-1")
+    key = store.storage_key("a" * 43)
+    blob = os.urandom(size)
+    assert -(-store.layout.item_size(key, blob) // 1024) == units  # the head's write units
+    assert store._in_head(key, blob, touches) is in_head
+    inline = SessionStore("t", region="us-east-1", separate_large_data=False)
+    assert inline._in_head(key, blob, touches)

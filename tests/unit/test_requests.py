@@ -23,6 +23,7 @@ def test_every_placeholder_is_defined_and_every_definition_used() -> None:
         REQUESTS.save("k", b"", now=NOW, ttl_s=60, write_id="w", version=2, data_ref="k#t"),
         WITH_LIFETIME.touch_renewed("k", now=NOW, ttl_s=60, data_ref="k#t", data_expires=9),
         REQUESTS.renew_data("k#t", expires=9),
+        WITH_LIFETIME.move_out("k", now=NOW, ttl_s=60, version=2, data_ref="k#t", data_expires=9),
         WITH_LIFETIME.touch("k", now=NOW, ttl_s=60, margin_s=60),
         WITH_LIFETIME.end_and_mark("k", now=NOW, moved_to="k2"),
         WITH_LIFETIME.delete_if_ended("k", now=NOW),
@@ -59,7 +60,7 @@ def test_a_save_applies_once_to_a_live_item_of_the_version_read() -> None:
 
 def test_a_touch_writes_the_lifetime_only_and_never_revives() -> None:
     payload = WITH_LIFETIME.touch("k", now=NOW, ttl_s=60, margin_s=60)
-    assert payload["UpdateExpression"] == "SET #e = :e, #t = :t"
+    assert payload["UpdateExpression"] == "SET #e = :e, #t = :t ADD #n :one"  # counts touches
     assert payload["ConditionExpression"] == (
         "attribute_exists(#k) AND #e > :now AND #c > :oldest"
         " AND (attribute_not_exists(#x) OR #x >= :need)"
@@ -79,8 +80,8 @@ def test_a_purge_delete_applies_only_to_an_item_still_ended() -> None:
 def test_a_save_swaps_between_inline_data_and_a_data_item() -> None:
     inline = REQUESTS.save("k", b"d", now=NOW, ttl_s=60, write_id="w", version=1)
     assert inline["UpdateExpression"].startswith("SET #d = :d")
-    assert inline["UpdateExpression"].endswith("REMOVE #r, #x")
+    assert inline["UpdateExpression"].endswith("REMOVE #n, #r, #x")  # the touch count too
     external = REQUESTS.save("k", b"", now=NOW, ttl_s=60, write_id="w", version=1, data_ref="k#t")
     assert external["UpdateExpression"].startswith("SET #r = :r, #x = :x")
-    assert external["UpdateExpression"].endswith("REMOVE #d")
+    assert external["UpdateExpression"].endswith("REMOVE #n, #d")
     assert ":d" not in external["ExpressionAttributeValues"]
