@@ -90,6 +90,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check cyclicsess tests bench examples
 	$(VENV)/bin/ruff format --check cyclicsess
 	$(VENV)/bin/mypy --strict cyclicsess
+	$(VENV)/bin/mypy --strict bench tests/harness.py tests/servers.py
 
 # Benchmarks: the peers (aioboto3 pins an older aiobotocore) live in their own venv.
 BENCH_VENV := .venv-bench
@@ -113,25 +114,25 @@ REDIS := /usr/bin/redis-server
 # All four tables, written to bench/RESULTS.md (about 10 minutes).
 bench: install $(BENCH_VENV)/.installed .tools/redis
 	mkdir -p $(BENCH_OUT)
-	$(LOCAL_AWS) $(BENCH_PY) bench/client_cpu.py --out $(BENCH_OUT)/1-client-cpu.md
+	$(LOCAL_AWS) $(BENCH_PY) -m bench.client_cpu --out $(BENCH_OUT)/1-client-cpu.md
 	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- \
-		$(BENCH_PY) bench/throughput.py --out $(BENCH_OUT)/2-throughput.md
-	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) bench/cost.py --out $(BENCH_OUT)/3-cost.md
+		$(BENCH_PY) -m bench.throughput --out $(BENCH_OUT)/2-throughput.md
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) -m bench.cost --out $(BENCH_OUT)/3-cost.md
 	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- \
-		$(BENCH_PY) bench/middleware.py --out $(BENCH_OUT)/4-middleware.md
+		$(BENCH_PY) -m bench.middleware --out $(BENCH_OUT)/4-middleware.md
 	cat $(BENCH_OUT)/1-client-cpu.md $(BENCH_OUT)/2-throughput.md $(BENCH_OUT)/3-cost.md \
 		$(BENCH_OUT)/4-middleware.md > bench/RESULTS.md
 	@echo "wrote bench/RESULTS.md"
 
 # A smoke run of every benchmark (about a minute).
 bench-quick: install $(BENCH_VENV)/.installed .tools/redis
-	$(LOCAL_AWS) $(BENCH_PY) bench/client_cpu.py --quick
-	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(BENCH_PY) bench/throughput.py --quick
-	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) bench/cost.py --quick
-	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(BENCH_PY) bench/middleware.py --quick
+	$(LOCAL_AWS) $(BENCH_PY) -m bench.client_cpu --quick
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(BENCH_PY) -m bench.throughput --quick
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) -m bench.cost --quick
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(BENCH_PY) -m bench.middleware --quick
 
 bench-cost: install
-	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) bench/cost.py
+	$(LOCAL_AWS) $(SERVERS) run --only dynalite -- $(PY) -m bench.cost
 
 servers-up: install
 	$(SERVERS) up

@@ -1,7 +1,7 @@
 """Client CPU per DynamoDB call: cyclicsess vs its peers vs a lean floor.
 
-    python bench/client_cpu.py [--quick] [--out FILE]
-    .venv-bench/bin/python bench/client_cpu.py   # with the aioboto3 and aiodynamo rows
+    python -m bench.client_cpu [--quick] [--out FILE]
+    .venv-bench/bin/python -m bench.client_cpu   # with the aioboto3 and aiodynamo rows
 
 A canned-response stub (bench/stub_server.py) runs as a separate process on
 127.0.0.1, so ``time.process_time()`` here counts the client's CPU only. Each
@@ -28,7 +28,6 @@ import base64
 import gc
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -37,11 +36,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
-import peers
-from peers import (
+from yarl import URL
+
+from bench import peers
+from bench.peers import (
     ALIVE,
     CODEC,
     REGION,
@@ -54,11 +55,10 @@ from peers import (
     Handle,
     Peer,
 )
-from stub_server import SESSION, TABLE
-from yarl import URL
-
+from bench.stub_server import SESSION, TABLE
 from cyclicsess import Credentials
 from cyclicsess._sigv4 import RequestSigner
+from tests.harness import interleaved, started
 
 OPS = ("get", "set", "touch")
 IN_FLIGHT = (1, 32)
@@ -175,7 +175,7 @@ def _expect(ok: bool, what: str) -> None:
 async def sanity_check(name: str, peer: Peer, handle: Handle) -> None:
     """One call of each op, answered as the stub answers a live session."""
     if name == "floor":
-        _expect(b'"Item"' in await peer.get(handle), "floor get")
+        _expect(b'"Item"' in cast(bytes, await peer.get(handle)), "floor get")
         return
     _expect(await peer.get(handle) == SESSION, f"{name} get")
     _expect(await peer.set(handle) == 2, f"{name} set")
@@ -192,23 +192,13 @@ CLIENTS: dict[str, Factory] = {**peers.AVAILABLE, "floor": floor_client}
 @contextmanager
 def stub_server(key: str) -> Iterator[int]:
     """Start bench/stub_server.py serving ``key``; yield its port; stop it by pid."""
-    script = Path(__file__).with_name("stub_server.py")
-    process = subprocess.Popen(
-        [sys.executable, str(script), key], stdout=subprocess.PIPE, text=True
-    )
-    try:
+    argv = [sys.executable, "-m", "bench.stub_server", key]
+    with started(argv, stdout=subprocess.PIPE, text=True, cwd=peers.ROOT) as process:
         assert process.stdout is not None
         port = process.stdout.readline().strip()
         if not port.isdigit():
             raise RuntimeError(f"stub server did not start (exit code {process.poll()})")
         yield int(port)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def run_cells(
@@ -224,12 +214,9 @@ async def run_cells(
         for name, op, k in cells:
             await measure(partial(clients[name].op(op), handle), warmup, k)
         samples: dict[Cell, list[tuple[float, float]]] = {cell: [] for cell in cells}
-        order = random.Random(0)
-        for _ in range(rounds):
-            order.shuffle(cells)
-            for name, op, k in cells:
-                call = partial(clients[name].op(op), handle)
-                samples[name, op, k].append(await measure(call, calls, k))
+        for name, op, k in interleaved(cells, rounds):
+            call = partial(clients[name].op(op), handle)
+            samples[name, op, k].append(await measure(call, calls, k))
     return {
         cell: (statistics.median(c for c, _ in runs), statistics.median(r for _, r in runs))
         for cell, runs in samples.items()

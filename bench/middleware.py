@@ -1,6 +1,6 @@
 """What a session middleware costs the app per request: cyclicsess against what people use.
 
-    python tests/servers.py run --only dynalite -- .venv-bench/bin/python bench/middleware.py
+    python tests/servers.py run --only dynalite -- .venv-bench/bin/python -m bench.middleware
         [--quick] [--out FILE]
 
 The same small app (log in once, then pages that read the session and, one in
@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -50,9 +49,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import peers
-from peers import ROOT, cpu_seconds, listening_pid, percentile
 from yarl import URL
+
+from bench import peers
+from bench.peers import ROOT, cpu_seconds, listening_pid
+from tests.harness import free_port, interleaved, percentile, started, stop
 
 VARIANTS = (
     "aiohttp/none",
@@ -290,12 +291,6 @@ async def generate_load(url: str, requests: int) -> dict[str, Any]:
 # -- the orchestrator ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def redis_server() -> Iterator[tuple[str, int]]:
     """A throwaway redis-server on loopback (no persistence); its URL and pid."""
@@ -321,35 +316,22 @@ def redis_server() -> Iterator[tuple[str, int]]:
 @contextmanager
 def app_server(variant: str, env: dict[str, str]) -> Iterator[tuple[str, int]]:
     """Start the app server of ``variant``; yield its URL and pid; stop it by pid."""
-    process = subprocess.Popen(
-        [sys.executable, __file__, "serve", variant],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **env},
-    )
-    try:
+    argv = [sys.executable, "-m", "bench.middleware", "serve", variant]
+    options: dict[str, Any] = {"stdout": subprocess.PIPE, "text": True, "cwd": ROOT}
+    with started(argv, env={**os.environ, **env}, **options) as process:
         assert process.stdout is not None
         port = process.stdout.readline().strip()
         if not port.isdigit():
             raise RuntimeError(f"{variant} app did not start (exit code {process.poll()})")
         yield f"http://127.0.0.1:{port}", process.pid
-    finally:
-        stop(process)
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def run_load(url: str, requests: int) -> dict[str, Any]:
     """One load-generator process against ``url``; its JSON answer."""
     process = subprocess.Popen(
-        [sys.executable, __file__, "load", url, str(requests)], stdout=subprocess.PIPE
+        [sys.executable, "-m", "bench.middleware", "load", url, str(requests)],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
     )
     try:
         out, _ = process.communicate(timeout=LOAD_TIMEOUT_S)
@@ -371,18 +353,14 @@ def measure(requests: int, rounds: int, warmup: int, backends: dict[str, int]) -
         servers = {v: stack.enter_context(app_server(v, env)) for v in VARIANTS}
         for url, _ in servers.values():
             run_load(url, warmup)
-        order = list(VARIANTS)
-        shuffle = random.Random(0)
-        for _ in range(rounds):
-            shuffle.shuffle(order)
-            for variant in order:
-                url, pid = servers[variant]
-                before = {name: cpu_seconds(p) for name, p in backends.items()}
-                app_cpu = cpu_seconds(pid)
-                result = run_load(url, requests)
-                result["app_cpu"] = cpu_seconds(pid) - app_cpu
-                result["backend_cpu"] = {n: cpu_seconds(p) - before[n] for n, p in backends.items()}
-                runs[variant].append(result)
+        for variant in interleaved(VARIANTS, rounds):
+            url, pid = servers[variant]
+            before = {name: cpu_seconds(p) for name, p in backends.items()}
+            app_cpu = cpu_seconds(pid)
+            result = run_load(url, requests)
+            result["app_cpu"] = cpu_seconds(pid) - app_cpu
+            result["backend_cpu"] = {n: cpu_seconds(p) - before[n] for n, p in backends.items()}
+            runs[variant].append(result)
     return runs
 
 
@@ -390,13 +368,13 @@ def report(runs: dict[str, list[dict[str, Any]]], requests: int, rounds: int, be
     med = statistics.median
 
     def per_request(variant: str, key: str) -> float:
-        return med(run[key] / run["requests"] for run in runs[variant]) * 1e6
+        return float(med(run[key] / run["requests"] for run in runs[variant]) * 1e6)
 
     def backend(variant: str) -> float:
         name = "redis" if "redis" in variant else "dynalite"
         if "cyclicsess" not in variant and "redis" not in variant:
             return 0.0
-        return med(run["backend_cpu"][name] / run["requests"] for run in runs[variant]) * 1e6
+        return float(med(run["backend_cpu"][name] / run["requests"] for run in runs[variant]) * 1e6)
 
     def overhead(variant: str) -> float:
         baseline = BASELINE[variant.split("/")[0]]
@@ -442,7 +420,6 @@ def report(runs: dict[str, list[dict[str, Any]]], requests: int, rounds: int, be
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in ("serve", "load"):
-        sys.path.insert(0, str(ROOT))
         peers.use_fake_credentials()
         if sys.argv[1] == "serve":
             serve(sys.argv[2])

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import math
 import os
 import sys
 import time
@@ -41,11 +40,12 @@ from typing import Any, NamedTuple
 
 import aiohttp
 from aiobotocore.session import get_session
-from stub_server import SESSION, TABLE
 from yarl import URL
 
+from bench.stub_server import SESSION, TABLE
 from cyclicsess import MsgpackCodec, SessionStore, new_session_id
 from cyclicsess.ids import KeyHasher
+from tests.harness import server_url
 
 REGION = "us-east-1"
 TTL_S = 86400
@@ -429,20 +429,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def dynalite_url() -> str:
     """dynalite's URL from ``CYCLICSESS_TEST_SERVERS`` (set by ``tests/servers.py run``)."""
-    servers = dict(
-        entry.split("=", 1)
-        for entry in os.environ.get("CYCLICSESS_TEST_SERVERS", "").split(",")
-        if "=" in entry
-    )
-    if "dynalite" not in servers:
-        raise SystemExit(
-            "no dynalite: run me as `python tests/servers.py run --only dynalite -- "
-            "PYTHON bench/SCRIPT.py`"
-        )
-    url = servers["dynalite"]
-    if URL(url).host not in ("127.0.0.1", "localhost", "::1"):
-        raise SystemExit(f"refusing to load a server off loopback: {url}")
-    return url
+    return server_url("dynalite", "PYTHON -m bench.SCRIPT")
 
 
 def _listening_inodes(port: int) -> set[str]:
@@ -493,10 +480,3 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: fields 14, 15
-
-
-def percentile(ordered: list[float], fraction: float) -> float:
-    """The nearest-rank percentile of an already sorted list."""
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]

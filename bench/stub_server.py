@@ -1,6 +1,6 @@
 """A canned-response DynamoDB stub for client CPU benchmarks (run as its own process).
 
-    python bench/stub_server.py STORAGE_KEY
+    python -m bench.stub_server STORAGE_KEY
 
 It binds 127.0.0.1 on a free port, prints the port once it is listening, and
 answers every request at once from prebuilt bytes chosen by ``x-amz-target``:

@@ -1,6 +1,6 @@
 """End to end against a real dynalite: calls/s, latency and who spends the CPU.
 
-    python tests/servers.py run --only dynalite -- .venv-bench/bin/python bench/throughput.py
+    python tests/servers.py run --only dynalite -- .venv-bench/bin/python -m bench.throughput
         [--quick] [--out FILE]
 
 For cyclicsess and its peers (bench/peers.py: default aiobotocore, the
@@ -34,19 +34,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import random
 import statistics
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import peers
-from peers import Handle, Peer, cpu_seconds, listening_pid, percentile
-from stub_server import SESSION, TABLE
 from yarl import URL
 
+from bench import peers
+from bench.peers import Handle, Peer, cpu_seconds, listening_pid
+from bench.stub_server import SESSION, TABLE
 from cyclicsess import SessionStore
+from tests.harness import interleaved, percentile
 
 OPS = ("get", "set", "touch")
 IN_FLIGHT = (1, 32)
@@ -135,21 +135,18 @@ async def run_cells(
             peer, handles = clients[name]
             await measure(peer, op, handles, warmup, k, server)
         samples = {cell: Samples() for cell in cells}
-        order = random.Random(0)
-        for _ in range(rounds):
-            order.shuffle(cells)
-            for name, op, k in cells:
-                peer, handles = clients[name]
-                rate, cpu, server_cpu, share, server_share, latencies = await measure(
-                    peer, op, handles, calls[k], k, server
-                )
-                cell = samples[name, op, k]
-                cell.rates.append(rate)
-                cell.client_cpu.append(cpu)
-                cell.server_cpu.append(server_cpu)
-                cell.client_share.append(share)
-                cell.server_share.append(server_share)
-                cell.latencies += latencies
+        for name, op, k in interleaved(cells, rounds):
+            peer, handles = clients[name]
+            rate, cpu, server_cpu, share, server_share, latencies = await measure(
+                peer, op, handles, calls[k], k, server
+            )
+            cell = samples[name, op, k]
+            cell.rates.append(rate)
+            cell.client_cpu.append(cpu)
+            cell.server_cpu.append(server_cpu)
+            cell.client_share.append(share)
+            cell.server_share.append(server_share)
+            cell.latencies += latencies
     return samples
 
 

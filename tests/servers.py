@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,16 +24,13 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script, by the standard library alone (make clean)
+from tests.harness import SERVERS_VARIABLE, free_port  # noqa: E402
+
 RUN = Path(os.environ.get("CYCLICSESS_RUN_DIR", ROOT / ".run"))
 DYNALITE = ROOT / ".tools" / "node_modules" / "dynalite" / "cli.js"
 MOTO = Path(sys.executable).parent / "moto_server"
 READY_TIMEOUT_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def command(name: str, port: int, data_dir: str | None) -> list[str]:
@@ -136,7 +132,7 @@ def main() -> int:
     urls, pid_files = up(args.only or ["dynalite", "moto"], args.data_dir)
     servers = ",".join(f"{name}={url}" for name, url in urls.items())
     if args.action == "up":
-        (RUN / "servers.env").write_text(f"CYCLICSESS_TEST_SERVERS={servers}\n")
+        (RUN / "servers.env").write_text(f"{SERVERS_VARIABLE}={servers}\n")
         return 0
 
     # The command runs in a session of its own, so a signal reaches it
@@ -145,7 +141,7 @@ def main() -> int:
     # SIGTERM (from `timeout`, say) is passed on and reported as 143. Signals
     # during the clean-up are ignored: it must not be cut short.
     child = subprocess.Popen(
-        cmd, env=dict(os.environ, CYCLICSESS_TEST_SERVERS=servers), start_new_session=True
+        cmd, env=dict(os.environ, **{SERVERS_VARIABLE: servers}), start_new_session=True
     )
     received: list[int] = []
 

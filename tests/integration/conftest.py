@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from cyclicsess import DynamoClient, SessionStore, open_client
+from tests import harness
 from tests.helpers import FakeClock
 
 # The local servers accept any credentials; never let a test find real ones.
@@ -56,8 +57,7 @@ class Server:
 
 
 def configured_servers() -> list[Server]:
-    spec = os.environ.get("CYCLICSESS_TEST_SERVERS", "")
-    return [Server(*entry.split("=", 1)) for entry in spec.split(",") if "=" in entry]
+    return [Server(name, url) for name, url in harness.servers().items()]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,0 +1,1 @@
+"""The DynamoDB cost of session-store policies on replayed traffic: ``python -m bench.cost``."""
